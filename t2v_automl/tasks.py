@@ -1,0 +1,354 @@
+"""Tasks: a labelled set of images, the unit that Task2Vec embeds.
+
+A :class:`Task` holds its images as a ``float32`` array of shape ``(n, 3, H, W)`` with
+values in ``[0, 1]`` (grey images are repeated on three channels, an alpha channel is
+composited onto white), integer labels ``0..K-1``, the original label values
+(``classes``), a name and free-form provenance. :func:`as_task` turns whatever a user
+has (arrays, an ``(images, labels)`` pair, a torch ``Dataset``, an image folder) into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from t2v_automl.exceptions import ImageFolderError, InvalidInputTypeError, InvalidTaskError
+
+__all__ = ["Task", "as_task", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                    ".pgm")
+#: Images with more pixels than this are skipped with a warning (decompression bombs).
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _to_nchw(images: np.ndarray) -> np.ndarray:
+    """Return ``images`` as float32 ``(n, 3, H, W)`` in ``[0, 1]``, validating as it goes."""
+    arr = np.asarray(images)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InvalidTaskError(
+            f"images must be a numeric array; got dtype {arr.dtype}. Pass a uint8 array "
+            "(0..255) or a float array with values in [0, 1]."
+        )
+    if arr.ndim not in (3, 4):
+        raise InvalidTaskError(
+            f"images must have 3 dimensions (n, H, W) or 4 ((n, H, W, C) or (n, C, H, W)); "
+            f"got an array of shape {arr.shape} ({arr.ndim} dimensions)."
+        )
+    if arr.shape[0] == 0:
+        raise InvalidTaskError("the task is empty: 0 images. A task needs images of >= 2 classes.")
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    elif arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, -1, 1)
+    elif arr.shape[1] not in (1, 3, 4):
+        raise InvalidTaskError(
+            f"cannot tell the channel axis of images of shape {arr.shape}: expected 1, 3 or 4 "
+            "channels on axis 1 (n, C, H, W) or on the last axis (n, H, W, C)."
+        )
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / 255.0
+    else:
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
+            raise InvalidTaskError(
+                f"images contain NaN or infinite pixels ({bad} of {out.shape[0]} images); "
+                "remove or repair those images."
+            )
+        lo, hi = float(out.min()), float(out.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InvalidTaskError(
+                f"float images must have values in [0, 1]; got values in [{lo:g}, {hi:g}]. "
+                "Scale them (e.g. X / X.max()) or pass uint8 images in 0..255."
+            )
+    if out.shape[1] == 4:  # composite RGBA onto white
+        alpha = out[:, 3:4]
+        out = out[:, :3] * alpha + (1.0 - alpha)
+    elif out.shape[1] == 1:
+        out = np.repeat(out, 3, axis=1)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _encode_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise InvalidTaskError(f"labels must be 1-D; got an array of shape {y.shape}.")
+    if y.shape[0] != n:
+        raise InvalidTaskError(
+            f"images and labels have different lengths: {n} images but {y.shape[0]} labels."
+        )
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise InvalidTaskError("labels contain NaN or infinite values.")
+        if not np.all(y == np.round(y)):
+            raise InvalidTaskError(
+                "labels are non-integer floats; classification labels must be integers or "
+                "strings."
+            )
+        y = y.astype(np.int64)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.shape[0] < 2:
+        raise InvalidTaskError(
+            f"a task needs at least 2 classes; all {n} labels are {classes.tolist()!r}."
+        )
+    counts = np.bincount(codes, minlength=classes.shape[0])
+    if counts.min() < 2:
+        few = [str(c) for c, k in zip(classes, counts, strict=True) if k < 2]
+        raise InvalidTaskError(
+            f"every class needs at least 2 images; class(es) {', '.join(few)} have fewer. "
+            "Drop those classes or add images."
+        )
+    return codes.astype(np.int64), classes
+
+
+@dataclass(eq=False)
+class Task:
+    """A labelled image dataset: the unit that is embedded and evaluated.
+
+    Build one with :meth:`from_arrays`, :meth:`from_dataset`, :meth:`from_folder` or
+    :func:`as_task`; the constructor expects already-validated data.
+
+    Attributes
+    ----------
+    images : ndarray of shape (n, 3, H, W), float32 in [0, 1]
+    labels : ndarray of shape (n,), int64 in ``0..n_classes-1``
+    classes : ndarray of shape (n_classes,)
+        The original label value of each code.
+    name : str
+    provenance : dict
+        Free-form description of where the task came from (source dataset, image pool,
+        label function, classes...). It does not enter the fingerprint.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: np.ndarray
+    name: str = "task"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(cls, images: Any, labels: Any, *, name: str = "task",
+                    provenance: Mapping[str, Any] | None = None) -> Task:
+        """Build a task from an image array and labels.
+
+        Parameters
+        ----------
+        images : array-like of shape (n, H, W), (n, H, W, C) or (n, C, H, W)
+            ``uint8`` in 0..255 or float in [0, 1]; C is 1, 3 or 4 (alpha is composited
+            onto white).
+        labels : array-like of shape (n,)
+            Integers (any values) or strings.
+        name : str, default="task"
+        provenance : mapping, optional
+        """
+        x = _to_nchw(images)
+        codes, classes = _encode_labels(labels, x.shape[0])
+        return cls(x, codes, classes, str(name), dict(provenance or {}))
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, *, name: str = "task",
+                     provenance: Mapping[str, Any] | None = None) -> Task:
+        """Build a task from a map-style torch ``Dataset`` yielding ``(image, label)``.
+
+        Images may be tensors ``(C, H, W)`` in [0, 1], PIL images or numpy arrays; all must
+        have the same size (use a torchvision ``Resize`` transform otherwise).
+        """
+        try:
+            n = len(dataset)
+        except TypeError as exc:
+            raise InvalidInputTypeError(
+                f"expected a map-style dataset with __len__; got {type(dataset).__name__}."
+            ) from exc
+        imgs, labs = [], []
+        for i in range(n):
+            item = dataset[i]
+            if not isinstance(item, tuple | list) or len(item) < 2:
+                raise InvalidInputTypeError(
+                    f"dataset items must be (image, label) pairs; item {i} is "
+                    f"{type(item).__name__}."
+                )
+            img, lab = item[0], item[1]
+            if hasattr(img, "detach"):
+                arr = img.detach().cpu().numpy()
+                arr = arr if arr.ndim == 2 else np.moveaxis(arr, 0, -1)  # CHW -> HWC
+            else:
+                arr = np.asarray(img)
+            imgs.append(arr)
+            labs.append(lab.item() if hasattr(lab, "item") else lab)
+        if not imgs:
+            raise InvalidTaskError("the dataset is empty: 0 images.")
+        shapes = {a.shape for a in imgs}
+        if len(shapes) > 1:
+            raise InvalidTaskError(
+                f"dataset images have different shapes {sorted(shapes)[:3]}...; add a "
+                "torchvision Resize transform so that all images have one size."
+            )
+        return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name,
+                               provenance=provenance)
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike[str], *, image_size: int = 224,
+                    name: str | None = None, on_error: str = "warn",
+                    provenance: Mapping[str, Any] | None = None) -> Task:
+        """Load an image folder laid out as ``root/<class>/<image>`` (torchvision ImageFolder).
+
+        Images are converted to RGB (alpha composited onto white) and resized to
+        ``image_size`` x ``image_size`` as they are read, so a folder of large photos does
+        not fill memory.
+
+        Parameters
+        ----------
+        path : path-like
+        image_size : int, default=224
+        name : str, optional
+            Defaults to the folder's name.
+        on_error : {"warn", "raise"}, default="warn"
+            What to do with an unreadable, non-image or oversized file: skip it with a
+            warning that names it, or raise :class:`ImageFolderError` naming it.
+        """
+        from PIL import Image
+
+        root = Path(path)
+        if on_error not in ("warn", "raise"):
+            raise InvalidTaskError(f"on_error must be 'warn' or 'raise'; got {on_error!r}.")
+        if not root.is_dir():
+            raise ImageFolderError(
+                f"image folder {str(root)!r} does not exist or is not a directory."
+            )
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            raise ImageFolderError(
+                f"{str(root)!r} has no class sub-folders; expected the layout "
+                "root/<class>/<image> (torchvision ImageFolder)."
+            )
+        imgs: list[np.ndarray] = []
+        labs: list[str] = []
+        skipped: list[str] = []
+        for cdir in class_dirs:
+            for f in sorted(cdir.rglob("*")):
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                arr = _read_image(f, image_size, Image)
+                if isinstance(arr, str):
+                    if on_error == "raise":
+                        raise ImageFolderError(f"cannot use {str(f)!r}: {arr}")
+                    skipped.append(f"{f} ({arr})")
+                    continue
+                imgs.append(arr)
+                labs.append(cdir.name)
+        if skipped:
+            warnings.warn(
+                f"skipped {len(skipped)} unreadable or non-image file(s) in {str(root)!r}: "
+                + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+                UserWarning, stacklevel=2,
+            )
+        if not imgs:
+            raise ImageFolderError(
+                f"no readable images under {str(root)!r} (extensions "
+                f"{', '.join(IMAGE_EXTENSIONS)})."
+            )
+        prov = {"source": "folder", "path": str(root.resolve()), **dict(provenance or {})}
+        return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name or root.name,
+                               provenance=prov)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_images(self) -> int:
+        """Number of images."""
+        return int(self.images.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return int(self.classes.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the stored images."""
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def fingerprint(self) -> str:
+        """A sha256 of the images and labels, stable across runs and machines."""
+        h = hashlib.sha256()
+        h.update(repr((self.images.shape, str(self.images.dtype))).encode())
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        h.update(np.ascontiguousarray(self.labels.astype(np.int64)).tobytes())
+        return h.hexdigest()
+
+    def subset(self, indices: Sequence[int] | np.ndarray, *, name: str | None = None) -> Task:
+        """Return the task restricted to ``indices`` (labels re-encoded, checks re-run)."""
+        idx = np.asarray(indices)
+        return Task.from_arrays(self.images[idx], self.classes[self.labels[idx]],
+                                name=name or self.name, provenance=self.provenance)
+
+    def __repr__(self) -> str:
+        c, h, w = self.image_shape
+        return (f"Task(name={self.name!r}, n_images={self.n_images}, n_classes={self.n_classes}, "
+                f"image_shape=({c}, {h}, {w}))")
+
+
+def _read_image(f: Path, size: int, Image: Any) -> np.ndarray | str:
+    """Read one image as uint8 ``(size, size, 3)``, or return why it cannot be used."""
+    if f.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "not an image file extension"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    return f"{w}x{h} pixels is more than {MAX_IMAGE_PIXELS} (decompression bomb?)"
+                im.draft("RGB", (size, size))
+                if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                    rgba = im.convert("RGBA")
+                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                    rgb = Image.alpha_composite(bg, rgba).convert("RGB")
+                else:
+                    rgb = im.convert("RGB")
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+                return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def as_task(obj: Any, *, name: str | None = None, image_size: int = 224) -> Task:
+    """Turn what a user has into a :class:`Task`.
+
+    Accepts a :class:`Task` (returned as is), an ``(images, labels)`` pair, a torch
+    ``Dataset`` of ``(image, label)`` items, a path to an image folder, or a path to an
+    ``.npz`` file holding ``images`` and ``labels`` arrays.
+    """
+    if isinstance(obj, Task):
+        return obj
+    if isinstance(obj, str | os.PathLike):
+        p = Path(obj)
+        if p.suffix == ".npz" and p.is_file():
+            with np.load(p, allow_pickle=False) as z:
+                if "images" not in z or "labels" not in z:
+                    raise InvalidTaskError(
+                        f"{str(p)!r} must hold arrays named 'images' and 'labels'; "
+                        f"it holds {sorted(z.files)}."
+                    )
+                return Task.from_arrays(z["images"], z["labels"], name=name or p.stem,
+                                        provenance={"source": "npz", "path": str(p.resolve())})
+        return Task.from_folder(p, image_size=image_size, name=name)
+    if isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj[0], str):
+        return Task.from_arrays(obj[0], obj[1], name=name or "task")
+    if hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, np.ndarray):
+        return Task.from_dataset(obj, name=name or type(obj).__name__)
+    raise InvalidInputTypeError(
+        f"cannot make a task from {type(obj).__name__}; expected a Task, an (images, labels) "
+        "pair, a torch Dataset of (image, label) items, an image-folder path or an .npz path."
+    )
