@@ -31,9 +31,8 @@ import functools
 import hashlib
 import importlib.util
 import os
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,6 @@ class Probe:
     weights_sha256: str
     weights_path: str | None = None
     pretrained: bool = True
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def device(self) -> torch.device:

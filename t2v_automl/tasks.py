@@ -29,8 +29,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 MAX_IMAGE_PIXELS = 64_000_000
 
 
-def _to_nchw(images: np.ndarray) -> np.ndarray:
-    """Return ``images`` as float32 ``(n, 3, H, W)`` in ``[0, 1]``, validating as it goes."""
+def _to_nchw(images: np.ndarray, layout: str = "auto") -> np.ndarray:
+    """Return ``images`` as float32 ``(n, 3, H, W)`` in ``[0, 1]``, validating as it goes.
+
+    ``layout`` is ``"auto"``, ``"nchw"`` or ``"nhwc"``. In ``"auto"`` mode a 4-D array is
+    channels-last when its last axis has 1, 3 or 4 entries and axis 1 does not; when both
+    could be the channel axis, the shorter one is (ties: channels-first).
+    """
+    if layout not in ("auto", "nchw", "nhwc"):
+        raise InvalidTaskError(f"layout must be 'auto', 'nchw' or 'nhwc'; got {layout!r}.")
     arr = np.asarray(images)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InvalidTaskError(
@@ -44,11 +51,13 @@ def _to_nchw(images: np.ndarray) -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise InvalidTaskError("the task is empty: 0 images. A task needs images of >= 2 classes.")
+    last_ok, first_ok = arr.shape[-1] in (1, 3, 4), arr.shape[1] in (1, 3, 4)
     if arr.ndim == 3:
         arr = arr[:, None, :, :]
-    elif arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
+    elif layout == "nhwc" or (layout == "auto" and last_ok and (
+            not first_ok or arr.shape[-1] < arr.shape[1])):
         arr = np.moveaxis(arr, -1, 1)
-    elif arr.shape[1] not in (1, 3, 4):
+    elif not first_ok:
         raise InvalidTaskError(
             f"cannot tell the channel axis of images of shape {arr.shape}: expected 1, 3 or 4 "
             "channels on axis 1 (n, C, H, W) or on the last axis (n, H, W, C)."
@@ -137,7 +146,7 @@ class Task:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_arrays(cls, images: Any, labels: Any, *, name: str = "task",
-                    provenance: Mapping[str, Any] | None = None) -> Task:
+                    provenance: Mapping[str, Any] | None = None, layout: str = "auto") -> Task:
         """Build a task from an image array and labels.
 
         Parameters
@@ -149,8 +158,10 @@ class Task:
             Integers (any values) or strings.
         name : str, default="task"
         provenance : mapping, optional
+        layout : {"auto", "nchw", "nhwc"}, default="auto"
+            Axis order of 4-D ``images``; ``"auto"`` guesses (see :func:`_to_nchw`).
         """
-        x = _to_nchw(images)
+        x = _to_nchw(images, layout)
         codes, classes = _encode_labels(labels, x.shape[0])
         return cls(x, codes, classes, str(name), dict(provenance or {}))
 
@@ -177,11 +188,12 @@ class Task:
                     f"{type(item).__name__}."
                 )
             img, lab = item[0], item[1]
-            if hasattr(img, "detach"):
+            if hasattr(img, "detach"):  # torch tensors are (C, H, W) or (H, W)
                 arr = img.detach().cpu().numpy()
-                arr = arr if arr.ndim == 2 else np.moveaxis(arr, 0, -1)  # CHW -> HWC
-            else:
+            else:  # PIL images and arrays are (H, W, C) or (H, W)
                 arr = np.asarray(img)
+                arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+            arr = arr[None] if arr.ndim == 2 else arr
             imgs.append(arr)
             labs.append(lab.item() if hasattr(lab, "item") else lab)
         if not imgs:
@@ -193,7 +205,7 @@ class Task:
                 "torchvision Resize transform so that all images have one size."
             )
         return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name,
-                               provenance=provenance)
+                               provenance=provenance, layout="nchw")
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str], *, image_size: int = 224,
@@ -258,7 +270,7 @@ class Task:
             )
         prov = {"source": "folder", "path": str(root.resolve()), **dict(provenance or {})}
         return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name or root.name,
-                               provenance=prov)
+                               provenance=prov, layout="nhwc")
 
     # ------------------------------------------------------------------ properties
     @property

@@ -1,0 +1,431 @@
+"""Task2Vec in pure torch: frozen features, head fit, per-sample diagonal Fisher.
+
+The recipe (Achille et al., ICCV 2019): put a task's images through a fixed pre-trained
+probe, fit a new linear head on its penultimate features, then estimate the diagonal of
+the Fisher information of the probe's convolution weights
+
+    F = E_x E_{y ~ p(y|x)} [ (d log p(y|x) / dw)^2 ]
+
+and average it over the weights of each filter. This module computes it *per sample*:
+every image's own gradient is squared before averaging, so the result does not depend
+on the batch size (the reference implementation squares the gradient of a batch mean,
+which divides the Fisher by the batch size).
+
+How it is fast
+--------------
+* One no-grad forward pass gives the penultimate features for the head fit and caches
+  the activations at the start of the measured layers (``skip_layers`` stages are never
+  back-propagated through).
+* The weights never require gradients: autograd back-propagates activation gradients
+  only, and each convolution's per-sample weight gradient is formed in a backward hook
+  from its saved input and its output gradient — the work the ordinary weight gradient
+  would do anyway, without summing over the batch. Where a layer's spatial extent is
+  small, the per-filter squared norm is computed from Gram matrices instead ("ghost
+  norm"), which never materialises the per-sample gradient.
+* Several label draws, or the exact expectation over labels, reuse one forward pass:
+  the gradient of ``-log p(y|x)`` with respect to the logits is ``p - e_y``, so each
+  draw is one backward pass from the logits.
+
+Nothing here mutates the probe: batch norm stays in eval mode and parameters keep
+``requires_grad=False``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from t2v_automl._logging import logger, progress
+from t2v_automl.exceptions import InvalidTaskError
+from t2v_automl.probes import Probe
+
+__all__ = ["FisherConfig", "FisherResult", "compute_task2vec", "balanced_subsample",
+           "METHODS", "fisher_layers"]
+
+#: Fisher estimators. ``montecarlo``: labels drawn from the head's softmax (the paper's
+#: default); ``empirical``: the true labels; ``exact``: the expectation over all labels
+#: (one backward pass per class). ``domain`` and ``label_stat`` are forward-only task
+#: statistics (mean features; per-feature share of variance explained by the labels),
+#: kept here because they are by-products of the same feature pass.
+METHODS = ("montecarlo", "empirical", "exact", "domain", "label_stat")
+
+
+@dataclass(frozen=True)
+class FisherConfig:
+    """Settings of one Task2Vec computation (all plain values, hashable)."""
+
+    method: str = "montecarlo"
+    label_samples: int = 1
+    max_images: int | None = 500
+    image_size: int = 64
+    batch_size: int = 64
+    head_epochs: int = 10
+    head_lr: float = 4e-4
+    head_weight_decay: float = 1e-4
+    head_batch_size: int = 64
+    skip_layers: int = 0
+    amp: bool = False
+    channels_last: bool = False
+    seed: int = 0
+
+
+@dataclass
+class FisherResult:
+    """Output of :func:`compute_task2vec`."""
+
+    values: np.ndarray
+    layers: list[str]
+    filters_per_layer: list[int]
+    n_images: int
+    head_train_accuracy: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def layer_description(self) -> str:
+        """Short description of the layer set, stored in the embedding metadata."""
+        return f"{len(self.layers)} layers from {self.layers[0] if self.layers else '-'}"
+
+
+def balanced_subsample(labels: np.ndarray, max_images: int | None, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """Indices of at most ``max_images`` images, as class-balanced as possible, sorted."""
+    n = labels.shape[0]
+    if max_images is None or max_images >= n:
+        return np.arange(n)
+    classes = np.unique(labels)
+    if max_images < 2 * classes.shape[0]:
+        raise InvalidTaskError(
+            f"max_images={max_images} is too small for a task of {classes.shape[0]} classes: "
+            f"at least 2 images per class ({2 * classes.shape[0]}) are needed. Raise "
+            "max_images."
+        )
+    pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    quota = {c: 0 for c in classes}
+    left = max_images
+    # round-robin fill: each class gets an equal share, leftovers go to larger classes
+    while left > 0:
+        progressed = False
+        for c in classes:
+            if left == 0:
+                break
+            if quota[c] < pools[c].shape[0]:
+                quota[c] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    idx = np.concatenate([pools[c][: quota[c]] for c in classes])
+    return np.sort(idx)
+
+
+def fisher_layers(probe: Probe, skip_layers: int) -> list[tuple[str, nn.Conv2d]]:
+    """The convolutions whose Fisher is measured: all of them in ``stages[skip_layers:]``."""
+    out = []
+    for i in range(skip_layers, probe.n_stages):
+        for name, mod in probe.stages[i].named_modules():
+            if isinstance(mod, nn.Conv2d):
+                out.append((f"stages.{i}.{name}" if name else f"stages.{i}", mod))
+    return out
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _fit_head(feats: torch.Tensor, labels: torch.Tensor, n_classes: int, cfg: FisherConfig,
+              gen: torch.Generator) -> nn.Linear:
+    """Fit a linear head on cached features: Adam, class-balanced sampling (the paper's)."""
+    d = feats.shape[1]
+    head = nn.Linear(d, n_classes).to(feats.device)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    w = (1.0 / counts)[labels]
+    n = feats.shape[0]
+    for _ in range(cfg.head_epochs):
+        order = torch.multinomial(w, n, replacement=True, generator=gen).to(feats.device)
+        for sl in _batches(n, cfg.head_batch_size):
+            b = order[sl]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(head(feats[b]), labels[b])
+            loss.backward()
+            opt.step()
+    head.requires_grad_(False)
+    return head
+
+
+class _PerSampleFisher:
+    """Backward hooks that accumulate per-sample, per-filter squared weight gradients."""
+
+    def __init__(self, layers: list[tuple[str, nn.Conv2d]], device: torch.device) -> None:
+        self.layers = layers
+        self.sums = [torch.zeros(m.out_channels, dtype=torch.float64, device=device)
+                     for _, m in layers]
+        self.weight = 1.0
+        self._handles: list[Any] = []
+        self._same_pad = []
+        for _, m in layers:
+            self._same_pad.append(type(m).__name__ == "Conv2dSame")
+
+    def __enter__(self) -> _PerSampleFisher:
+        for i, (_, m) in enumerate(self.layers):
+            self._handles.append(m.register_forward_hook(self._make_hook(i)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _make_hook(self, i: int):
+        def hook(mod: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if not out.requires_grad:
+                return
+            x = inputs[0].detach()
+
+            def grad_hook(g: torch.Tensor) -> None:
+                with torch.no_grad():
+                    self.sums[i] += self.weight * _per_filter_sq(mod, x, g.detach(),
+                                                                 self._same_pad[i]).sum(0)
+
+            out.register_hook(grad_hook)
+
+        return hook
+
+
+def _per_filter_sq(m: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, same_pad: bool
+                   ) -> torch.Tensor:
+    """Per sample and output filter: mean over the filter's weights of the squared gradient.
+
+    Returns an ``(N, C_out)`` float64 tensor.
+    """
+    x = x.float()
+    g = g.float()
+    n, cout = g.shape[0], g.shape[1]
+    kh, kw = m.kernel_size
+    groups = m.groups
+    cin = x.shape[1]
+    per_filter = (cin // groups) * kh * kw
+    if same_pad:
+        from timm.layers.padding import pad_same
+
+        x = pad_same(x, [kh, kw], list(m.stride), list(m.dilation))
+        padding: Any = (0, 0)
+    else:
+        padding = m.padding
+    if isinstance(padding, str):  # "same"/"valid" string padding (odd kernels)
+        padding = tuple((d * (k - 1)) // 2 for d, k in zip(m.dilation, m.kernel_size, strict=True)
+                        ) if padding == "same" else (0, 0)
+    padding = tuple(padding)
+    ho, wo = g.shape[2], g.shape[3]
+    L = ho * wo
+    pointwise = (kh, kw) == (1, 1) and tuple(padding) == (0, 0)
+    if groups == cin == cout and not pointwise:
+        # depthwise: one grouped convolution of each channel with its own output gradient
+        h, w = x.shape[2], x.shape[3]
+        r = F.conv2d(x.reshape(1, n * cin, h, w), g.reshape(n * cout, 1, ho, wo),
+                     padding=padding, dilation=m.stride, stride=m.dilation, groups=n * cin)
+        sq = r[0, :, :kh, :kw].reshape(n, cout, kh * kw).pow(2).sum(-1)
+        return sq.double() / per_filter
+    if pointwise:
+        sx = x[:, :, :: m.stride[0], :: m.stride[1]][:, :, :ho, :wo]
+        u = sx.reshape(n, cin, L)  # (N, D, L) with D = cin
+    else:
+        u = None
+    gg = g.reshape(n, cout, L)
+    if groups == 1:
+        d = cin * kh * kw
+        ghost_cost = L * L * (d + cout)
+        direct_cost = L * d * cout
+        if ghost_cost < direct_cost:
+            if u is None:
+                u = F.unfold(x, (kh, kw), dilation=m.dilation, padding=padding, stride=m.stride)
+            gram = torch.bmm(u.transpose(1, 2), u)  # (N, L, L)
+            sq = (torch.bmm(gg, gram) * gg).sum(-1)  # (N, cout)
+        elif u is not None:
+            sq = torch.bmm(gg, u.transpose(1, 2)).pow(2).sum(-1)  # (N, cout, cin) -> (N, cout)
+        else:
+            # batch axis = input channels, groups = samples: (cin, N*cout, kh, kw)
+            h, w = x.shape[2], x.shape[3]
+            r = F.conv2d(x.transpose(0, 1), g.reshape(n * cout, 1, ho, wo), padding=padding,
+                         dilation=m.stride, stride=m.dilation, groups=n)
+            sq = r[:, :, :kh, :kw].pow(2).sum((0, 2, 3)).reshape(n, cout)
+    else:
+        if u is None:
+            u = F.unfold(x, (kh, kw), dilation=m.dilation, padding=padding, stride=m.stride)
+        dg = u.shape[1] // groups
+        og = cout // groups
+        ug = u.reshape(n, groups, dg, L)
+        ggg = gg.reshape(n, groups, og, L)
+        per = torch.einsum("ngol,ngdl->ngod", ggg, ug)
+        sq = per.pow(2).sum(-1).reshape(n, cout)
+    return sq.double() / per_filter
+
+
+def _label_stat(feats: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Per feature: share of its variance explained by the labels (between / total)."""
+    f = feats.double()
+    mu = f.mean(0)
+    total = ((f - mu) ** 2).mean(0)
+    between = torch.zeros_like(mu)
+    n = f.shape[0]
+    for c in range(n_classes):
+        sel = labels == c
+        k = int(sel.sum())
+        if k:
+            between += (k / n) * (f[sel].mean(0) - mu) ** 2
+    return between / (total + 1e-12)
+
+
+def compute_task2vec(probe: Probe, images: np.ndarray, labels: np.ndarray, n_classes: int,
+                     cfg: FisherConfig, *, device: torch.device | None = None,
+                     verbose: int = 0) -> FisherResult:
+    """Embed one task with a probe.
+
+    Parameters
+    ----------
+    probe : Probe
+        A loaded probe (see :func:`t2v_automl.probes.get_probe`); it is not modified.
+    images : ndarray of shape (n, 3, H, W), float32 in [0, 1]
+    labels : ndarray of shape (n,), int in ``0..n_classes-1``
+    n_classes : int
+    cfg : FisherConfig
+    device : torch.device, optional
+        Defaults to the probe's device.
+    verbose : int
+        Progress bars when > 0.
+
+    Returns
+    -------
+    FisherResult
+    """
+    if cfg.method not in METHODS:
+        raise InvalidTaskError(f"unknown method {cfg.method!r}; expected one of {METHODS}.")
+    if cfg.image_size < probe.min_input_size:
+        raise InvalidTaskError(
+            f"image_size={cfg.image_size} is too small for probe {probe.name!r}: it needs at "
+            f"least {probe.min_input_size} px. Raise image_size."
+        )
+    if not 0 <= cfg.skip_layers < probe.n_stages:
+        raise InvalidTaskError(
+            f"skip_layers={cfg.skip_layers} is out of range for probe {probe.name!r}, which "
+            f"has {probe.n_stages} stages; expected 0 <= skip_layers < {probe.n_stages}."
+        )
+    if cfg.label_samples < 1:
+        raise InvalidTaskError(f"label_samples must be >= 1; got {cfg.label_samples}.")
+    dev = device or probe.device
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    idx = balanced_subsample(labels, cfg.max_images, rng)
+    y_np = labels[idx]
+    if np.unique(y_np).shape[0] < 2:
+        raise InvalidTaskError("after subsampling to max_images, all labels fall in one class.")
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    y = torch.as_tensor(y_np, dtype=torch.long, device=dev)
+    n = int(idx.shape[0])
+    mem_fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    # 1. one no-grad pass: cached activations at the skip point + penultimate features
+    cached: list[torch.Tensor] = []
+    feats: list[torch.Tensor] = []
+    with torch.no_grad(), _autocast(dev, cfg.amp):
+        for sl in progress(list(_batches(n, cfg.batch_size)), verbose=verbose,
+                           desc="probe features"):
+            xb = torch.as_tensor(images[idx[sl]], device=dev)
+            xb = probe.preprocess(xb, cfg.image_size).contiguous(memory_format=mem_fmt)
+            a = probe.run_stages(xb, 0, cfg.skip_layers)
+            if cfg.method not in ("domain", "label_stat"):
+                cached.append(a)
+            feats.append(probe.pool(probe.run_stages(a, cfg.skip_layers)).float())
+    f = torch.cat(feats)
+    timings["features"] = time.perf_counter() - t0
+
+    if cfg.method == "domain":
+        vals = f.double().mean(0)
+        return FisherResult(vals.cpu().numpy(), ["penultimate"], [f.shape[1]], n, float("nan"),
+                            timings)
+    if cfg.method == "label_stat":
+        vals = _label_stat(f, y, n_classes)
+        return FisherResult(vals.cpu().numpy(), ["penultimate"], [f.shape[1]], n, float("nan"),
+                            timings)
+
+    # 2. the head
+    t1 = time.perf_counter()
+    with torch.enable_grad():
+        head = _fit_head(f, y, n_classes, cfg, gen)
+    with torch.no_grad():
+        train_acc = float((head(f).argmax(1) == y).float().mean())
+    timings["head"] = time.perf_counter() - t1
+
+    # 3. the Fisher
+    t2 = time.perf_counter()
+    layers = fisher_layers(probe, cfg.skip_layers)
+    acc = _PerSampleFisher(layers, dev)
+    eye = torch.eye(n_classes, device=dev)
+    with acc, torch.enable_grad():
+        for bi, sl in enumerate(progress(list(_batches(n, cfg.batch_size)), verbose=verbose,
+                                         desc="Fisher")):
+            a = cached[bi].detach().requires_grad_(True)
+            with _autocast(dev, cfg.amp):
+                logits = head(probe.pool(probe.run_stages(a, cfg.skip_layers)).float())
+            p = torch.softmax(logits.detach().double(), dim=1)
+            yb = y[sl]
+            grads: list[tuple[torch.Tensor, float]] = []
+            if cfg.method == "montecarlo":
+                m = cfg.label_samples
+                for _ in range(m):
+                    ys = torch.multinomial(p.cpu(), 1, replacement=True, generator=gen)[:, 0]
+                    grads.append((p - eye.double()[ys.to(dev)], 1.0 / m))
+            elif cfg.method == "empirical":
+                grads.append((p - eye.double()[yb], 1.0))
+            else:  # exact expectation over labels
+                for k in range(n_classes):
+                    grads.append((torch.sqrt(p[:, k:k + 1]) * (p - eye.double()[k]), 1.0))
+            for j, (dlogits, w) in enumerate(grads):
+                acc.weight = w
+                logits.backward(dlogits.to(logits.dtype), retain_graph=j < len(grads) - 1)
+    timings["fisher"] = time.perf_counter() - t2
+    vals = torch.cat(acc.sums) / n
+    logger.debug("task2vec: %d images, %d layers, timings %s", n, len(layers), timings)
+    return FisherResult(vals.cpu().numpy(), [nm for nm, _ in layers],
+                        [m.out_channels for _, m in layers], n, train_acc, timings)
+
+
+def plain_forward_backward_seconds(probe: Probe, images: np.ndarray, image_size: int,
+                                   batch_size: int = 64, device: torch.device | None = None
+                                   ) -> float:
+    """Wall time of one plain forward+backward pass over ``images`` (the physical floor).
+
+    A copy of the probe's stages is made so that the probe itself keeps frozen weights.
+    """
+    import copy
+
+    dev = device or probe.device
+    stages = copy.deepcopy(probe.stages).requires_grad_(True)
+    head = nn.Linear(probe.feature_dim, 10).to(dev)
+    t0 = time.perf_counter()
+    for sl in _batches(images.shape[0], batch_size):
+        xb = probe.preprocess(torch.as_tensor(images[sl], device=dev), image_size)
+        for s in stages:
+            xb = s(xb)
+        loss = head(xb.mean(dim=(2, 3))).logsumexp(1).sum()
+        loss.backward()
+    return time.perf_counter() - t0

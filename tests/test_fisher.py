@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from t2v_automl.exceptions import InvalidTaskError
+from t2v_automl.fisher import (
+    FisherConfig,
+    _fit_head,
+    balanced_subsample,
+    compute_task2vec,
+    fisher_layers,
+)
+from t2v_automl.probes import get_probe
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return get_probe("tiny_random")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((24, 3, 20, 20)).astype(np.float32), np.arange(24) % 3
+
+
+def _naive_fisher(probe, images, labels, k, cfg):
+    """Reference: one autograd call per image on a trainable copy of the probe."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    stages = copy.deepcopy(probe.stages)
+    x = probe.preprocess(torch.tensor(images), cfg.image_size)
+    with torch.no_grad():
+        a = probe.run_stages(x, 0, cfg.skip_layers)
+        f = probe.pool(probe.run_stages(a, cfg.skip_layers))
+    head = _fit_head(f, torch.tensor(labels), k, cfg, gen)
+    names = [n for n, _ in fisher_layers(probe, cfg.skip_layers)]
+    mods = {}
+    for i, st in enumerate(stages):
+        for n, m in st.named_modules():
+            mods[f"stages.{i}.{n}" if n else f"stages.{i}"] = m
+    ws = [mods[n].weight.requires_grad_(True) for n in names]
+    tot = [torch.zeros(w.shape[0], dtype=torch.float64) for w in ws]
+    for i in range(len(labels)):
+        h = a[i:i + 1]
+        for s in list(stages)[cfg.skip_layers:]:
+            h = s(h)
+        logp = torch.log_softmax(head(h.mean((2, 3))), 1)[0]
+        p = logp.exp().detach()
+        for y in range(k):  # exact expectation over labels
+            gs = torch.autograd.grad(-logp[y], ws, retain_graph=True)
+            for j, g in enumerate(gs):
+                tot[j] += float(p[y]) * g.double().pow(2).flatten(1).mean(1)
+    return torch.cat(tot).numpy() / len(labels)
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_exact_fisher_matches_per_sample_autograd(probe, data, skip):
+    x, y = data
+    cfg = FisherConfig(method="exact", image_size=32, batch_size=7, skip_layers=skip,
+                       max_images=None)
+    res = compute_task2vec(probe, x, y, 3, cfg)
+    ref = _naive_fisher(probe, x, y, 3, cfg)
+    np.testing.assert_allclose(res.values, ref, rtol=1e-4, atol=1e-12)
+
+
+def test_batch_size_does_not_change_the_embedding(probe, data):
+    x, y = data
+    r8 = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                         batch_size=8, max_images=None))
+    r24 = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                          batch_size=24, max_images=None))
+    np.testing.assert_allclose(r8.values, r24.values, rtol=1e-4)
+
+
+def test_deterministic_and_probe_untouched(probe, data):
+    x, y = data
+    before = {k: v.clone() for k, v in probe.stages.state_dict().items()}
+    cfg = FisherConfig(method="montecarlo", image_size=32, max_images=None, seed=3)
+    a = compute_task2vec(probe, x, y, 3, cfg).values
+    b = compute_task2vec(probe, x, y, 3, cfg).values
+    assert np.array_equal(a, b)
+    c = compute_task2vec(probe, x, y, 3, FisherConfig(method="montecarlo", image_size=32,
+                                                        max_images=None, seed=4)).values
+    assert not np.array_equal(a, c)
+    after = probe.stages.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in probe.stages.parameters())
+    assert not any(m.training for m in probe.stages.modules())
+
+
+def test_montecarlo_converges_to_exact(probe, data):
+    x, y = data
+    exact = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                            max_images=None)).values
+    mc = compute_task2vec(probe, x, y, 3, FisherConfig(method="montecarlo", label_samples=100,
+                                                         image_size=32, max_images=None)).values
+    assert np.corrcoef(exact, mc)[0, 1] > 0.97
+    assert abs(mc.sum() / exact.sum() - 1) < 0.15
+
+
+def test_skip_layers_keeps_the_later_layers(probe, data):
+    x, y = data
+    full = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                           max_images=None))
+    part = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                           max_images=None, skip_layers=1))
+    assert part.values.shape[0] < full.values.shape[0]
+    np.testing.assert_allclose(full.values[-part.values.shape[0]:], part.values, rtol=1e-5)
+
+
+def test_domain_and_label_stat(probe, data):
+    x, y = data
+    d = compute_task2vec(probe, x, y, 3, FisherConfig(method="domain", image_size=32))
+    s = compute_task2vec(probe, x, y, 3, FisherConfig(method="label_stat", image_size=32))
+    assert d.values.shape == s.values.shape == (16,)
+    assert np.all((s.values >= 0) & (s.values <= 1 + 1e-9))
+
+
+def test_balanced_subsample():
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 45)
+    idx = balanced_subsample(labels, 30, np.random.default_rng(0))
+    counts = np.bincount(labels[idx])
+    assert idx.shape[0] == 30 and counts.tolist() == [13, 5, 12] or counts[1] == 5
+    assert np.array_equal(idx, np.sort(idx))
+    with pytest.raises(InvalidTaskError, match="too small for a task of 3 classes"):
+        balanced_subsample(labels, 5, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (FisherConfig(image_size=4), "too small for probe"),
+    (FisherConfig(skip_layers=3, image_size=32), "out of range"),
+    (FisherConfig(method="nope", image_size=32), "unknown method"),
+    (FisherConfig(label_samples=0, image_size=32), "label_samples"),
+])
+def test_bad_settings(probe, data, cfg, match):
+    x, y = data
+    with pytest.raises(InvalidTaskError, match=match):
+        compute_task2vec(probe, x, y, 3, cfg)
+
+
+@pytest.mark.slow
+def test_real_probe_per_sample_fisher_matches_autograd_on_mobilenet():
+    probe = get_probe("mobilenet_v2")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 3, 32, 32)).astype(np.float32), np.arange(6) % 2
+    cfg = FisherConfig(method="exact", image_size=64, batch_size=6, max_images=None,
+                       skip_layers=12)
+    res = compute_task2vec(probe, x, y, 2, cfg)
+    ref = _naive_fisher(probe, x, y, 2, cfg)
+    # batched vs single-image float32 convolutions differ slightly
+    assert np.corrcoef(res.values, ref)[0, 1] > 0.9999
+    np.testing.assert_allclose(res.values.sum(), ref.sum(), rtol=1e-3)
+
+
+def test_head_is_fitted(probe):
+    feats = torch.randn(40, 5)
+    labels = (feats[:, 0] > 0).long()
+    head = _fit_head(feats, labels, 2, FisherConfig(head_epochs=50, head_lr=1e-2),
+                     torch.Generator().manual_seed(0))
+    assert isinstance(head, nn.Linear)
+    assert (head(feats).argmax(1) == labels).float().mean() > 0.9
