@@ -122,6 +122,7 @@ class Probe:
     weights_sha256: str
     weights_path: str | None = None
     pretrained: bool = True
+    default_skip_layers: int = 0
 
     @property
     def device(self) -> torch.device:
@@ -185,6 +186,9 @@ class ProbeSpec:
     std: tuple[float, float, float]
     description: str
     pretrained: bool = True
+    #: Leading stages left out of the Fisher by default (``skip_layers=None``): the early,
+    #: high-resolution stages dominate the cost and add little (benchmarks/results/embedder.md).
+    default_skip_layers: int = 0
 
 
 _REGISTRY: dict[str, ProbeSpec] = {}
@@ -387,14 +391,17 @@ def _build_tiny(weights: str | None):
 
 
 register_probe(ProbeSpec("mobilenet_v2", _build_mobilenet_v2, 224, 32, IMAGENET_MEAN,
-                         IMAGENET_STD, "torchvision MobileNetV2, ImageNet-1k"))
+                         IMAGENET_STD, "torchvision MobileNetV2, ImageNet-1k",
+                         default_skip_layers=8))
 register_probe(ProbeSpec("efficientnet_lite0", _build_efficientnet_lite0, 224, 32,
                          (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                         "timm tf_efficientnet_lite0, ImageNet-1k"))
+                         "timm tf_efficientnet_lite0, ImageNet-1k", default_skip_layers=4))
 register_probe(ProbeSpec("resnet18", _build_resnet(18), 224, 32, IMAGENET_MEAN, IMAGENET_STD,
-                         "torchvision ResNet-18, ImageNet-1k (hub cache or user file)"))
+                         "torchvision ResNet-18, ImageNet-1k (hub cache or user file)",
+                         default_skip_layers=4))
 register_probe(ProbeSpec("resnet34", _build_resnet(34), 224, 32, IMAGENET_MEAN, IMAGENET_STD,
-                         "torchvision ResNet-34, ImageNet-1k (hub cache or user file)"))
+                         "torchvision ResNet-34, ImageNet-1k (hub cache or user file)",
+                         default_skip_layers=8))
 register_probe(ProbeSpec("tiny_random", _build_tiny, 32, 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
                          "tiny randomly initialised CNN (seed 0) for tests; NOT pre-trained",
                          pretrained=False))
@@ -434,7 +441,8 @@ def _load(name: str, device: str) -> Probe:
         classifier.eval().requires_grad_(False).to(device)
     return Probe(name=name, stages=stages, classifier=classifier, input_size=spec.input_size,
                  min_input_size=spec.min_input_size, mean=spec.mean, std=spec.std,
-                 weights_sha256=digest, weights_path=wpath, pretrained=spec.pretrained)
+                 weights_sha256=digest, weights_path=wpath, pretrained=spec.pretrained,
+                 default_skip_layers=spec.default_skip_layers)
 
 
 def get_probe(name: str, device: str | torch.device | None = "cpu") -> Probe:

@@ -76,3 +76,19 @@ def test_embeddings_are_checked():
         D.symmetric(np.array([1.0, np.nan]), np.ones(2))
     with pytest.raises(InvalidInputTypeError, match="unknown metric"):
         D.pairwise_distances(np.ones((2, 3)), metric="euclid")
+
+
+def test_hellinger_is_cosine_of_square_roots():
+    rng = np.random.default_rng(4)
+    a, b = rng.random(40), rng.random(40)
+    ref = 1 - np.sqrt(a) @ np.sqrt(b) / np.linalg.norm(np.sqrt(a)) / np.linalg.norm(np.sqrt(b))
+    assert D.hellinger(a, b) == pytest.approx(ref)
+    assert D.hellinger(a, 7 * a) == pytest.approx(0.0, abs=1e-12)
+    M = D.pairwise_distances(rng.random((3, 40)), metric="hellinger")
+    assert M.shape == (3, 3) and np.allclose(np.diag(M), 0, atol=1e-12)
+    # tiny entries matter little: perturbing near-zero filters barely moves it
+    c = a.copy()
+    c[:5] = 1e-6
+    d = c.copy()
+    d[:5] = 1e-3
+    assert D.hellinger(c, d) < 0.01 < D.symmetric(c, d)

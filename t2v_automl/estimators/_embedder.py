@@ -68,9 +68,11 @@ default="exact"
         computed per sample).
     head_epochs : int, default=10
         Epochs of the head fit (Adam, lr 4e-4, weight decay 1e-4, class-balanced).
-    skip_layers : int, default=0
+    skip_layers : int or None, default=None
         Number of leading probe stages left out of the Fisher; their activations are
-        computed once and never back-propagated through (faster).
+        computed once and never back-propagated through (faster). None uses the probe's
+        default (8 of the 19 stages of ``mobilenet_v2``: 10x cheaper, as steady; see
+        ``benchmarks/results/embedder.md``).
     device : str, default="auto"
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     amp : bool, default=False
@@ -95,6 +97,8 @@ default="exact"
         Embedding length.
     seed_ : int
         Seed drawn from ``random_state`` in :meth:`fit`.
+    skip_layers_ : int
+        The number of skipped stages actually used.
 
     Notes
     -----
@@ -120,7 +124,7 @@ default="exact"
 
     def __init__(self, probe: str = "mobilenet_v2", method: str = "exact",
                  label_samples: int = 1, max_images: int | None = 500, image_size: int = 64,
-                 batch_size: int = 64, head_epochs: int = 10, skip_layers: int = 0,
+                 batch_size: int = 64, head_epochs: int = 10, skip_layers: int | None = None,
                  device: str = "auto", amp: bool = False, n_jobs: int | None = None,
                  memory: Any = None, verbose: int = 0, random_state: Any = 0) -> None:
         self.probe = probe
@@ -159,7 +163,7 @@ default="exact"
         pos_int("image_size", 8)
         pos_int("batch_size")
         pos_int("head_epochs", 0)
-        pos_int("skip_layers", 0)
+        pos_int("skip_layers", 0, allow_none=True)
         if not isinstance(self.probe, str):
             raise InvalidInputTypeError(
                 f"probe must be a registry name (str); got {type(self.probe).__name__}. "
@@ -170,7 +174,7 @@ default="exact"
         return FisherConfig(method=self.method, label_samples=int(self.label_samples),
                             max_images=None if self.max_images is None else int(self.max_images),
                             image_size=int(self.image_size), batch_size=int(self.batch_size),
-                            head_epochs=int(self.head_epochs), skip_layers=int(self.skip_layers),
+                            head_epochs=int(self.head_epochs), skip_layers=int(self.skip_layers_),
                             amp=bool(self.amp), seed=int(self.seed_))
 
     def _memory(self) -> Memory | None:
@@ -232,18 +236,20 @@ default="exact"
                 f"image_size={self.image_size} is too small for probe {self.probe!r}: it "
                 f"needs at least {self.probe_.min_input_size} px. Raise image_size."
             )
-        if self.skip_layers >= self.probe_.n_stages:
+        self.skip_layers_ = (self.probe_.default_skip_layers if self.skip_layers is None
+                             else int(self.skip_layers))
+        if self.skip_layers_ >= self.probe_.n_stages:
             raise InvalidTaskError(
-                f"skip_layers={self.skip_layers} is out of range for probe {self.probe!r} with "
+                f"skip_layers={self.skip_layers_} is out of range for probe {self.probe!r} with "
                 f"{self.probe_.n_stages} stages; expected 0 <= skip_layers < "
                 f"{self.probe_.n_stages}."
             )
         if self.method in ("domain", "label_stat"):
             dim, layers = self.probe_.feature_dim, "penultimate"
         else:
-            convs = fisher_layers(self.probe_, int(self.skip_layers))
+            convs = fisher_layers(self.probe_, self.skip_layers_)
             dim = sum(m.out_channels for _, m in convs)
-            layers = f"stages[{self.skip_layers}:] conv ({len(convs)} layers)"
+            layers = f"stages[{self.skip_layers_}:] conv ({len(convs)} layers)"
         cfg = self._config()
         self.embedding_meta_ = EmbeddingMeta(
             probe=self.probe, weights_sha256=self.probe_.weights_sha256, method=self.method,

@@ -1,0 +1,278 @@
+"""Task2VecEmbedder benchmark: speed vs the physical floor, steadiness, meaning, batch size.
+
+Run::
+
+    python benchmarks/bench_embedder.py            # everything (~30-40 min on 2 CPU cores)
+    python benchmarks/bench_embedder.py --quick    # a smaller version (~5 min)
+
+Writes ``benchmarks/results/embedder.{json,md}``.
+
+Sections
+--------
+speed
+    Wall time of one embedding (head fit included) vs one plain forward+backward pass of
+    the same probe over the same images, measured side by side (interleaved, best of 2).
+steadiness
+    The same task embedded with several seeds (new images from a large pool, new head,
+    new label draws) vs different tasks of the same dataset: the ratio of the mean
+    distance between seeds of one task to the mean distance between tasks (lower is
+    steadier), as the number of images and the estimator change.
+meaning
+    Leave-one-out 1-nearest-neighbour recovery of the source dataset of the suite's
+    class-subset tasks; Spearman correlation between the embedding's L1 norm and the
+    error of a linear probe on the probe's own features.
+batch size
+    Embeddings at batch size 8 and 64 compared with the seed noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, md_table, write_results  # noqa: E402
+
+from t2v_automl import distances as D  # noqa: E402
+from t2v_automl.datasets import load_pool  # noqa: E402
+from t2v_automl.estimators import Task2VecEmbedder  # noqa: E402
+from t2v_automl.fisher import plain_forward_backward_seconds  # noqa: E402
+from t2v_automl.tasks import Task  # noqa: E402
+
+METRICS = ("hellinger", "symmetric")
+
+
+def fm_tasks(class_sets: list[tuple[int, ...]]) -> list[Task]:
+    """Fashion-MNIST tasks over its whole training split (6,000 images per class)."""
+    fm = load_pool("fashion_mnist")
+    out = []
+    for cs in class_sets:
+        idx = np.flatnonzero(np.isin(fm.labels, cs))
+        out.append(Task.from_arrays(fm.images[idx], fm.labels[idx],
+                                    name="fm" + "-".join(map(str, cs))))
+    return out
+
+
+def bench_speed(sizes: list[int], n_images: int) -> list[dict]:
+    task = fm_tasks([(0, 1, 2, 3, 4)])[0]
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(task.n_images, n_images, replace=False))
+    sub = task.subset(idx)
+    configs = [("exact", 8), ("exact", 0), ("montecarlo", 0), ("montecarlo", 8)]
+    rows = []
+    for size in sizes:
+        emb0 = Task2VecEmbedder(image_size=size, max_images=None, device="cpu").fit()
+        probe = emb0.probe_
+        for method, skip in configs:
+            floors, times = [], []
+            for _ in range(2):
+                floors.append(plain_forward_backward_seconds(probe, sub.images, size))
+                emb = Task2VecEmbedder(method=method, skip_layers=skip, image_size=size,
+                                       max_images=None, device="cpu").fit()
+                t0 = time.perf_counter()
+                emb.transform([sub])
+                times.append(time.perf_counter() - t0)
+            row = {"probe": "mobilenet_v2", "image_size": size, "n_images": n_images,
+                   "n_classes": 5, "method": method, "skip_layers": skip,
+                   "floor_s": min(floors), "embed_s": min(times),
+                   "ratio": min(times) / min(floors)}
+            print("speed", row, flush=True)
+            rows.append(row)
+    return rows
+
+
+def _ratio(E: list[np.ndarray], metric: str) -> tuple[float, float, float]:
+    """E[seed] is (n_tasks, dim). Returns (within-task, between-task, ratio)."""
+    S, T = len(E), E[0].shape[0]
+    within = np.mean([D.pairwise_distances(E[a][i], E[b][i], metric=metric)[0, 0]
+                      for i in range(T) for a in range(S) for b in range(a + 1, S)])
+    between = np.mean([D.pairwise_distances(E[s][i], E[s][j], metric=metric)[0, 0]
+                       for s in range(S) for i in range(T) for j in range(i + 1, T)])
+    return float(within), float(between), float(within / between)
+
+
+def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max: int
+                     ) -> list[dict]:
+    configs = [
+        ("exact", 1, 8), ("montecarlo", 1, 8), ("montecarlo", 5, 8), ("exact", 1, 0),
+        ("montecarlo", 1, 0), ("domain", 1, 0), ("label_stat", 1, 0),
+    ]
+    rows = []
+    for n in n_list:
+        for method, ls, skip in configs:
+            if skip == 0 and method in ("exact", "montecarlo") and n > full_max:
+                continue
+            n_seeds = seeds if n <= 1000 else max(3, seeds - 2)
+            t0 = time.perf_counter()
+            E = [Task2VecEmbedder(method=method, label_samples=ls, skip_layers=skip,
+                                  max_images=n, random_state=s, device="cpu"
+                                  ).fit_transform(tasks) for s in range(n_seeds)]
+            cost = (time.perf_counter() - t0) / (n_seeds * len(tasks))
+            for metric in METRICS:
+                w, b, r = _ratio(E, metric)
+                row = {"n_images": n, "method": method, "label_samples": ls,
+                       "skip_layers": skip, "metric": metric, "within": w, "between": b,
+                       "ratio": r, "seconds_per_embedding": cost, "seeds": n_seeds,
+                       "tasks": len(tasks)}
+                print("steady", row, flush=True)
+                rows.append(row)
+    return rows
+
+
+def bench_meaning(max_tasks: int | None) -> dict:
+    from t2v_automl.evaluation import evaluate_extractor
+    from t2v_automl.suites import make_suite
+
+    suite = [s for s in make_suite("default", seed=0) if s.provenance["kind"] == "subset"]
+    if max_tasks:
+        rng = np.random.default_rng(0)
+        suite = [suite[i] for i in np.sort(rng.choice(len(suite), max_tasks, replace=False))]
+    src = np.array([s.provenance["source_dataset"] for s in suite])
+    out: dict = {"n_tasks": len(suite), "sources": sorted(set(src.tolist())), "one_nn": []}
+    emb_sets = {}
+    for method in ("exact", "domain", "label_stat"):
+        E = Task2VecEmbedder(method=method, device="cpu").fit_transform([s.train for s in suite])
+        emb_sets[method] = E
+        for metric in METRICS + ("cosine",):
+            M = D.pairwise_distances(E, metric=metric)
+            np.fill_diagonal(M, np.inf)
+            acc = float((src[M.argmin(1)] == src).mean())
+            out["one_nn"].append({"method": method, "metric": metric, "accuracy": acc})
+            print("meaning 1nn", method, metric, acc, flush=True)
+    errors = []
+    for s in suite:
+        r = evaluate_extractor("mobilenet_v2", s.train, s.test, input_size=64)
+        errors.append(1.0 - r.score)
+    errors = np.asarray(errors)
+    l1 = emb_sets["exact"].sum(1)
+    rho, p = spearmanr(l1, errors)
+    out["l1_vs_error"] = {"spearman": float(rho), "p_value": float(p),
+                          "probe_error_mean": float(errors.mean())}
+    per_src = {}
+    for sname in sorted(set(src.tolist())):
+        m = src == sname
+        if m.sum() >= 5:
+            r_, _ = spearmanr(l1[m], errors[m])
+            per_src[sname] = float(r_)
+    out["l1_vs_error"]["spearman_within_source"] = per_src
+    print("meaning l1", out["l1_vs_error"], flush=True)
+    return out
+
+
+def bench_batch(tasks: list[Task]) -> list[dict]:
+    rows = []
+    e8 = Task2VecEmbedder(batch_size=8, max_images=300, device="cpu").fit_transform(tasks)
+    e64 = Task2VecEmbedder(batch_size=64, max_images=300, device="cpu").fit_transform(tasks)
+    seed1 = Task2VecEmbedder(batch_size=64, max_images=300, random_state=1, device="cpu"
+                             ).fit_transform(tasks)
+    for metric in METRICS:
+        d_bs = [D.pairwise_distances(e8[i], e64[i], metric=metric)[0, 0]
+                for i in range(len(tasks))]
+        d_seed = [D.pairwise_distances(seed1[i], e64[i], metric=metric)[0, 0]
+                  for i in range(len(tasks))]
+        rows.append({"metric": metric, "batch8_vs_64": float(np.mean(d_bs)),
+                     "max_batch8_vs_64": float(np.max(d_bs)),
+                     "seed_noise": float(np.mean(d_seed))})
+        print("batch", rows[-1], flush=True)
+    return rows
+
+
+def render(data: dict) -> str:
+    m = data["machine"]
+    lines = [
+        "# Task2VecEmbedder benchmark",
+        "",
+        f"Machine: {m['platform']}, {m['cpu_count']} CPU cores, torch {m['torch']} with "
+        f"{m['torch_threads']} thread(s), GPU: {m['cuda'] or 'none'}; {m['date']}, commit "
+        f"{m.get('git_commit', '?')}. Command: `{data['command']}`.",
+        "",
+        "Probe `mobilenet_v2` (ImageNet). Defaults of `Task2VecEmbedder()`: "
+        f"`{data['defaults']}`.",
+        "",
+        "## Speed vs the physical floor",
+        "",
+        "Floor = one plain forward+backward pass of the probe over the same images (weights "
+        "trainable, the least any full-network Fisher costs). Embedding = everything "
+        "(features, head fit, Fisher). Best of 2, measured side by side. "
+        "`exact` does one backward pass per class (5 here); `skip_layers=8` leaves the "
+        "first 8 of 19 stages out of the Fisher.",
+        "",
+    ]
+    lines.append(md_table(
+        ["image size", "images", "method", "skip_layers", "floor s", "embedding s",
+         "ratio"],
+        [[r["image_size"], r["n_images"], r["method"], r["skip_layers"], r["floor_s"],
+          r["embed_s"], r["ratio"]] for r in data["speed"]]))
+    lines += ["", "## Steadiness (seed-to-seed distance / task-to-task distance)", "",
+              "Fashion-MNIST tasks over its 60,000-image training split; each seed draws "
+              "new images, fits a new head and draws new labels. Lower is steadier; the "
+              "goal is <= 0.3.", ""]
+    st = data["steadiness"]
+    lines.append(md_table(
+        ["images", "method", "label draws", "skip", "metric", "within", "between",
+         "ratio", "s / embedding"],
+        [[r["n_images"], r["method"], r["label_samples"], r["skip_layers"], r["metric"],
+          r["within"], r["between"], r["ratio"], r["seconds_per_embedding"]] for r in st]))
+    if data.get("meaning"):
+        mn = data["meaning"]
+        lines += ["", "## Meaning", "",
+                  f"Leave-one-out 1-NN recovery of the source dataset over {mn['n_tasks']} "
+                  f"class-subset tasks of the default suite ({', '.join(mn['sources'])}); "
+                  "goal >= 0.9.", ""]
+        lines.append(md_table(["embedding", "metric", "1-NN accuracy"],
+                              [[r["method"], r["metric"], r["accuracy"]]
+                               for r in mn["one_nn"]]))
+        lv = mn["l1_vs_error"]
+        lines += ["", f"Spearman correlation of the Fisher embedding's L1 norm with the error "
+                      f"of a linear probe on mobilenet_v2 features (64 px): "
+                      f"**{lv['spearman']:.3f}** (p = {lv['p_value']:.2g}); within each "
+                      f"source: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                              lv["spearman_within_source"].items()) + "."]
+    if data.get("batch"):
+        lines += ["", "## Batch-size independence", "",
+                  "Default embedder at batch size 8 vs 64 (same seed) compared with the "
+                  "distance between two seeds.", ""]
+        lines.append(md_table(["metric", "mean d(batch 8, batch 64)", "max",
+                               "mean seed noise"],
+                              [[r["metric"], r["batch8_vs_64"], r["max_batch8_vs_64"],
+                                r["seed_noise"]] for r in data["batch"]]))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sections", default="speed,steadiness,meaning,batch")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sections = set(args.sections.split(","))
+    quick = args.quick
+    steady_tasks = fm_tasks([(0, 6), (5, 7), (2, 4), (1, 3)])
+    data: dict = {"machine": machine(), "command": "python benchmarks/bench_embedder.py"
+                  + (" --quick" if quick else ""),
+                  "defaults": {k: v for k, v in Task2VecEmbedder().get_params().items()
+                               if k not in ("memory", "verbose", "n_jobs")}}
+    if "speed" in sections:
+        data["speed"] = bench_speed([64] if quick else [64, 112], 200 if quick else 500)
+    if "steadiness" in sections:
+        data["steadiness"] = bench_steadiness([100, 300] if quick else [100, 300, 1000, 3000],
+                                              3 if quick else 5, steady_tasks,
+                                              full_max=300 if quick else 1000)
+    if "meaning" in sections:
+        data["meaning"] = bench_meaning(30 if quick else None)
+    if "batch" in sections:
+        data["batch"] = bench_batch(steady_tasks)
+    name = "embedder_quick" if quick else "embedder"
+    jp, mp = write_results(name, data, render(data))
+    print(f"wrote {jp} and {mp}")
+
+
+if __name__ == "__main__":
+    main()
