@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from t2v_automl._logging import logger, progress
-from t2v_automl.exceptions import InvalidInputTypeError, T2VError, UnknownNameError
+from t2v_automl.exceptions import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    UnknownNameError,
+)
 from t2v_automl.tasks import IMAGE_EXTENSIONS, _read_image
 
 __all__ = [
@@ -68,18 +74,6 @@ ANIMAL_MNIST_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraff
 _DIGIT_CLASSES = tuple(str(d) for d in range(10))
 _CACHE_ENV = "T2V_AUTOML_CACHE"
 _CLIPART_CACHE_VERSION = 1
-
-
-class DatasetNotFoundError(T2VError, FileNotFoundError):
-    """A source of images is not installed; the message says what to install."""
-
-
-class DatasetFormatError(T2VError, ValueError):
-    """An installed data file does not hold what its format promises (truncated, altered)."""
-
-
-class InvalidParameterError(T2VError, ValueError):
-    """A loading or suite setting is out of range."""
 
 
 @dataclass(eq=False)

@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 
 from t2v_automl._logging import logger, progress
-from t2v_automl.exceptions import InvalidInputTypeError, InvalidTaskError, UnknownNameError
+from t2v_automl.exceptions import (
+    InvalidInputTypeError,
+    InvalidParameterError,
+    InvalidTaskError,
+    UnknownNameError,
+)
 from t2v_automl.extractors import _REGISTRY, _missing, get_extractor, list_extractors
 from t2v_automl.tasks import Task, as_task
 
@@ -175,8 +180,8 @@ def _check_pair(train: Any, test: Any) -> tuple[Task, Task]:
 def _check_C(C: float | Sequence[float]) -> tuple[float, ...]:
     values = (C,) if isinstance(C, int | float | np.floating | np.integer) else tuple(C)
     if not values or any(isinstance(c, bool) or not np.isfinite(c) or c <= 0 for c in values):
-        raise ValueError(f"C must be a positive number or a non-empty sequence of positive "
-                         f"numbers; got {C!r}.")
+        raise InvalidParameterError(
+            f"C must be a positive number or a non-empty sequence of positive numbers; got {C!r}.")
     return tuple(float(c) for c in values)
 
 
@@ -269,7 +274,7 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
     train, test = _check_pair(train, test)
     Cs = _check_C(C)
     if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer) or n_splits < 2:
-        raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}.")
+        raise InvalidParameterError(f"n_splits must be an integer >= 2; got {n_splits!r}.")
     ext = get_extractor(_check_extractor_name(extractor_name), device)
     size = ext.resolve_input_size(input_size)
     if test.n_images < 100:

@@ -16,6 +16,9 @@ __all__ = [
     "IncompatibleEmbeddingError",
     "KnowledgeBaseError",
     "ImageFolderError",
+    "DatasetNotFoundError",
+    "DatasetFormatError",
+    "InvalidParameterError",
 ]
 
 
@@ -49,3 +52,15 @@ class KnowledgeBaseError(T2VError, ValueError):
 
 class ImageFolderError(T2VError, ValueError):
     """An image folder has no usable images or is not laid out by class."""
+
+
+class DatasetNotFoundError(T2VError, FileNotFoundError):
+    """A source of images is not installed; the message says what to install."""
+
+
+class DatasetFormatError(T2VError, ValueError):
+    """An installed data file does not hold what its format promises (truncated, altered)."""
+
+
+class InvalidParameterError(T2VError, ValueError):
+    """A setting (size, count, strategy...) is out of range or of the wrong kind."""

@@ -57,7 +57,12 @@ import torch
 from torch import nn
 
 from t2v_automl._logging import logger
-from t2v_automl.exceptions import InvalidInputTypeError, UnknownNameError, WeightsNotFoundError
+from t2v_automl.exceptions import (
+    InvalidInputTypeError,
+    InvalidParameterError,
+    UnknownNameError,
+    WeightsNotFoundError,
+)
 from t2v_automl.probes import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -179,10 +184,11 @@ class Extractor:
                              self.name, self.input_size, input_size)
             return self.input_size
         if isinstance(input_size, bool) or not isinstance(input_size, int | np.integer):
-            raise ValueError(f"input_size must be an integer number of pixels or None; got "
-                             f"{input_size!r} ({type(input_size).__name__}).")
+            raise InvalidParameterError(
+                f"input_size must be an integer number of pixels or None; got "
+                f"{input_size!r} ({type(input_size).__name__}).")
         if input_size < self.min_input_size:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"input_size={input_size} is too small for extractor {self.name!r}: it needs "
                 f"at least {self.min_input_size} px (native size {self.input_size}). Pass a "
                 f"larger input_size or None for the native size."
@@ -221,7 +227,8 @@ class Extractor:
         arr = _check_images(images, self.name)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
                 or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+            raise InvalidParameterError(
+                f"batch_size must be a positive integer; got {batch_size!r}.")
         self.resolve_input_size(input_size)  # validate before any work
         n = arr.shape[0]
         out: np.ndarray | None = None

