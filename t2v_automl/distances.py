@@ -185,7 +185,7 @@ def _check_dims(A: np.ndarray, B: np.ndarray) -> None:
         )
 
 
-def pairwise_distances(X: Any, Y: Any | None = None, metric: str = "symmetric",
+def pairwise_distances(X: Any, Y: Any | None = None, metric: str = "hellinger",
                        alpha: float = ALPHA) -> np.ndarray:
     """Distance matrix between the rows of ``X`` and of ``Y`` (``X`` itself if None).
 
