@@ -57,7 +57,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from t2v_automl.datasets import InvalidParameterError
 from t2v_automl.estimators._selector import (
     SelectorMixin,
     _check_choice,
@@ -67,6 +66,7 @@ from t2v_automl.estimators._selector import (
 )
 from t2v_automl.exceptions import (
     InvalidInputTypeError,
+    InvalidParameterError,
     InvalidTaskError,
     KnowledgeBaseError,
     UnknownNameError,
