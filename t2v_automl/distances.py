@@ -104,13 +104,18 @@ def _hellinger_block(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - roots(A) @ roots(B).T, 0.0, 1.0)
 
 
-def hellinger(a: Any, b: Any) -> np.ndarray | float:
-    """Squared Hellinger distance of the sum-normalised embeddings (negatives clipped to 0)."""
+def _between(a: Any, b: Any, block: Any) -> np.ndarray | float:
+    """Check ``a`` and ``b``, apply ``block`` to their matrices; a float for two vectors."""
     _check_pair(a, b)
     A, B = _as_matrix(a, "a"), _as_matrix(b, "b")
     _check_dims(A, B)
-    d = _hellinger_block(A, B)
+    d = block(A, B)
     return float(d[0, 0]) if d.size == 1 else d
+
+
+def hellinger(a: Any, b: Any) -> np.ndarray | float:
+    """Squared Hellinger distance of the sum-normalised embeddings (negatives clipped to 0)."""
+    return _between(a, b, _hellinger_block)
 
 
 def trivial_embedding(t: Any) -> np.ndarray:
@@ -121,20 +126,12 @@ def trivial_embedding(t: Any) -> np.ndarray:
 
 def symmetric(a: Any, b: Any) -> np.ndarray | float:
     """Symmetric Task2Vec distance; a float for two vectors, else an ``(m, n)`` matrix."""
-    _check_pair(a, b)
-    A, B = _as_matrix(a, "a"), _as_matrix(b, "b")
-    _check_dims(A, B)
-    d = _sym_block(A, B)
-    return float(d[0, 0]) if d.size == 1 else d
+    return _between(a, b, _sym_block)
 
 
 def cosine(a: Any, b: Any) -> np.ndarray | float:
     """Plain cosine distance."""
-    _check_pair(a, b)
-    A, B = _as_matrix(a, "a"), _as_matrix(b, "b")
-    _check_dims(A, B)
-    d = _cos_block(A, B)
-    return float(d[0, 0]) if d.size == 1 else d
+    return _between(a, b, _cos_block)
 
 
 def normalized_cosine(a: Any, b: Any, scale: np.ndarray | None = None) -> np.ndarray | float:
@@ -143,13 +140,11 @@ def normalized_cosine(a: Any, b: Any, scale: np.ndarray | None = None) -> np.nda
     Pass ``scale`` (one value per dimension) to use a fixed normalisation instead, e.g. the
     RMS over a knowledge base, so that distances do not depend on which tasks are compared.
     """
-    _check_pair(a, b)
-    A, B = _as_matrix(a, "a"), _as_matrix(b, "b")
-    _check_dims(A, B)
-    if scale is None:
-        scale = np.sqrt((np.vstack([A, B]) ** 2).mean(axis=0)) + _EPS
-    d = _cos_block(A / scale, B / scale)
-    return float(d[0, 0]) if d.size == 1 else d
+    def block(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        s = np.sqrt((np.vstack([A, B]) ** 2).mean(axis=0)) + _EPS if scale is None else scale
+        return _cos_block(A / s, B / s)
+
+    return _between(a, b, block)
 
 
 def asymmetric(source: Any, target: Any, alpha: float = ALPHA) -> np.ndarray | float:
@@ -159,11 +154,8 @@ def asymmetric(source: Any, target: Any, alpha: float = ALPHA) -> np.ndarray | f
     ``target`` the new ones; the result is ``(n_source, n_target)``. Smaller is better: a
     complex source task close to the target transfers best.
     """
-    _check_pair(source, target)
-    S, T = _as_matrix(source, "source"), _as_matrix(target, "target")
-    _check_dims(S, T)
-    d = _sym_block(S, T) - alpha * complexity(S)[:, None]
-    return float(d[0, 0]) if d.size == 1 else d
+    return _between(source, target,
+                     lambda S, T: _sym_block(S, T) - alpha * complexity(S)[:, None])
 
 
 def complexity(t: Any) -> np.ndarray:
