@@ -1034,6 +1034,17 @@ def _rounded(o: Any, digits: int = 4) -> Any:
     return o
 
 
+def _from_json(o: Any) -> Any:
+    """Inverse of :func:`_rounded` for rendering: lists of numbers become arrays, None NaN."""
+    if isinstance(o, dict):
+        return {k: (np.array([np.nan if x is None else x for x in v], dtype=float)
+                    if k in ("tau", "regret", "top3", "time_s") and isinstance(v, list)
+                    else _from_json(v)) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_from_json(v) for v in o]
+    return float("nan") if o is None else o
+
+
 def _to_json(results: dict[str, Any], goals: dict[str, Any], info: dict[str, Any]
              ) -> dict[str, Any]:
     return _rounded({"info": info, "protocols": results, "goal": goals})
@@ -1061,6 +1072,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--discussion", type=Path, default=None,
                     help="Markdown file whose text goes under 'Reading' in the results page")
     ap.add_argument("--name", default="selection", help="results file stem")
+    ap.add_argument("--render-only", action="store_true",
+                    help="re-write the Markdown page from the JSON results (e.g. with a new "
+                         "--discussion) without running anything")
     ap.add_argument("--prefill", action="store_true",
                     help="only fill the transferability cache for the tasks of --suite/--seed "
                          "(no knowledge base needed), then stop")
@@ -1078,6 +1092,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
     data = BenchData.from_knowledge(kb)
+    if args.render_only:
+        import json
+
+        from _common import RESULTS
+
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        results, goals = _from_json(saved["protocols"]), _from_json(saved["goal"])
+        discussion = args.discussion.read_text() if args.discussion else ""
+        write_results(args.name, saved, markdown(results, goals, data, saved["info"],
+                                                 discussion))
+        log(f"re-rendered benchmarks/results/{args.name}.md")
+        return 0
     log(f"knowledge base: {len(kb)} tasks x {data.n_extractors} extractors; embeddings "
         f"{sorted(data.embeddings)}")
     settings = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
