@@ -1,0 +1,903 @@
+"""Benchmark: does the Task2Vec warm start save Optuna trials on a new task?
+
+Setting (issue 6, "Benchmark")
+------------------------------
+An Optuna study searches ``extractor`` (categorical over the whole zoo) x ``C`` (the
+inverse regularisation of the logistic-regression probe, log-uniform in 1e-3..1e2) and
+maximises the validation accuracy of a linear probe on the extractor's frozen features.
+The study runs on a task *held out* of the knowledge base: leave-one-source-dataset-out,
+the selector is :meth:`ExtractorSelector.from_knowledge` on the shipped knowledge base
+minus every task of the held-out task's source dataset (its default settings); the
+held-out task's own embedding (of its training split, as stored in the base) is what the
+warm start sees.
+
+Methods (``--n-trials`` trials each, ``--seeds`` seeds per task):
+
+``random``
+    ``RandomSampler(seed)``.
+``tpe``
+    Cold ``TPESampler(seed)`` (Optuna's defaults: 10 random start-up trials).
+``warm_start+tpe``
+    :func:`~t2v_automl.integration.optuna.warm_start` enqueues the selector's top 3
+    extractors with ``C`` fixed to the value at which the knowledge base measured its
+    scores (``C = 1``, read from the base's provenance), then ``TPESampler(seed)``.
+``warm_start(C sampled)+tpe``
+    The same without fixing ``C``: the enqueued trials draw ``C`` from TPE (random
+    during its start-up), to show what fixing ``C`` is worth.
+``t2v_sampler``
+    :class:`~t2v_automl.integration.optuna.Task2VecSampler` (its defaults; TPE below it
+    for ``C``), alone.
+``warm_start+t2v_sampler``
+    The sampler after the same ``warm_start`` as ``warm_start+tpe``; the sampler's
+    docstring says results of enqueued trials count in its blend, so the two combine.
+``oracle_warm_start+tpe``
+    A diagnostic, not a method: ``warm_start`` with a perfect ranking (each extractor's
+    best accuracy over the C grid on this very table), ``C = 1``, then TPE. It bounds what
+    a better selector could give when only the extractor is warm-started.
+
+Affordable on 2 CPU cores because every objective value is looked up, not trained: per
+held-out task and extractor, the features of the task's training split and of its
+validation split are computed once (cached with joblib ``Memory`` under
+``benchmarks/.cache/warm_start/``), and the probe
+(``StandardScaler + LogisticRegression(C, max_iter=2000)``, as in
+:mod:`t2v_automl.evaluation`) is fitted for every ``C`` of a grid of 11 values
+(``10 ** arange(-3, 2.01, 0.5)``, which contains the knowledge base's ``C = 1``). **The
+objective snaps the suggested ``C`` to the nearest grid value in log scale**; the search
+space the samplers see is still the continuous log-uniform one.
+
+The validation split is the task's test split of ``make_suite("default", seed=0)`` made
+exactly as ``benchmarks/build_knowledge.py`` made it (subset tasks: a stratified,
+deterministic subsample of at most 500 images; relabel tasks: the whole split), so the
+table's ``C = 1`` column reproduces the knowledge base's scores; the benchmark checks it.
+
+Measures
+--------
+- *best achievable*: the table's maximum over all extractors and all grid values of C;
+- *trials to reach*: the 1-based number of the first trial whose value is within 0.5
+  points of it (``value >= best - 0.005``); a run that never gets there is censored;
+- per method: the median over tasks of the per-task median over seeds (a censored run
+  counts as "more than the budget": a median that is censored is shown as ``>N``), with a
+  percentile bootstrap CI over tasks (2000 resamples); the fraction of runs that reach
+  the target within the budget (CI over tasks); the median best-so-far gap to the best
+  achievable, per trial (the plot);
+- the ratio warm / cold TPE of the medians (censored runs set to budget + 1, a lower
+  bound of their true count), with a paired bootstrap CI over tasks. Goal: <= 1/3.
+
+Usage::
+
+    python benchmarks/warm_start.py                   # full run (~1 h on one free core)
+    python benchmarks/warm_start.py --precompute-only # fill the feature/table cache only
+    python benchmarks/warm_start.py --n-jobs 2        # two processes
+
+Writes ``benchmarks/results/warm_start.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bootstrap_ci, machine, md_table, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache" / "warm_start"
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: Grid of the probe's C: half-decades from 1e-3 to 1e2 (11 values, 1.0 included).
+C_GRID = 10.0 ** np.arange(-3.0, 2.01, 0.5)
+#: Bounds of the study's log-uniform C.
+C_LOW, C_HIGH = 1e-3, 1e2
+#: Within this many accuracy points of the best achievable counts as reached.
+TOLERANCE_POINTS = 0.5
+#: Methods, in report order.
+METHODS = ("random", "tpe", "warm_start+tpe", "warm_start(C sampled)+tpe", "t2v_sampler",
+           "warm_start+t2v_sampler", "oracle_warm_start+tpe")
+#: Bump when what a cached table entry means changes.
+_CACHE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- objective
+def snap_index(C: float, grid: np.ndarray = C_GRID) -> int:
+    """Index of the grid value nearest to ``C`` in log scale.
+
+    Parameters
+    ----------
+    C : float
+        A positive value.
+    grid : ndarray of shape (n_C,)
+        Positive grid values.
+
+    Returns
+    -------
+    int
+        ``argmin |log C - log grid|`` (the lower one on a tie).
+    """
+    return int(np.argmin(np.abs(np.log(grid) - math.log(C))))
+
+
+def make_objective(table: np.ndarray, names: Sequence[str],
+                   grid: np.ndarray = C_GRID) -> Callable[[Any], float]:
+    """The study's objective: validation accuracy looked up in a precomputed table.
+
+    Parameters
+    ----------
+    table : ndarray of shape (n_extractors, n_C)
+        Validation accuracy of each extractor at each grid value of C.
+    names : sequence of str
+        Extractor names, in the rows' order; the choices of the ``extractor`` parameter.
+    grid : ndarray of shape (n_C,)
+        The C grid of the table's columns.
+
+    Returns
+    -------
+    callable
+        ``objective(trial) -> float``: suggests ``extractor`` (categorical) and ``C``
+        (log-uniform in ``[C_LOW, C_HIGH]``), returns the table entry of the extractor at
+        the grid value nearest to C.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    names = list(names)
+    if table.shape != (len(names), len(grid)):
+        raise ValueError(f"table has shape {table.shape}; expected ({len(names)}, {len(grid)})")
+    row = {n: i for i, n in enumerate(names)}
+
+    def objective(trial: Any) -> float:
+        ext = trial.suggest_categorical("extractor", names)
+        C = trial.suggest_float("C", C_LOW, C_HIGH, log=True)
+        return float(table[row[ext], snap_index(C, grid)])
+
+    return objective
+
+
+def trials_to_reach(values: np.ndarray, best: float,
+                    tolerance_points: float = TOLERANCE_POINTS) -> float:
+    """1-based number of the first trial within ``tolerance_points`` of ``best``.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_trials,)
+        Objective values in trial order (accuracies in [0, 1]).
+    best : float
+        Best achievable accuracy.
+    tolerance_points : float
+        Tolerance in accuracy points (hundredths).
+
+    Returns
+    -------
+    float
+        The trial number, or ``inf`` when no trial gets there.
+    """
+    hit = np.flatnonzero(np.asarray(values) >= best - tolerance_points / 100.0 - 1e-12)
+    return float(hit[0] + 1) if hit.size else math.inf
+
+
+def best_so_far_gap(values: np.ndarray, best: float) -> np.ndarray:
+    """Points below ``best`` of the running maximum of ``values`` (0 = reached the best)."""
+    return 100.0 * (best - np.maximum.accumulate(np.asarray(values, dtype=np.float64)))
+
+
+# ----------------------------------------------------------------------------- studies
+class OracleSelector:
+    """A "selector" that knows the true scores (diagnostic of ``oracle_warm_start+tpe``).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Extractor names.
+    scores : ndarray of shape (n_extractors,)
+        The true score of each extractor.
+    """
+
+    embedding_meta_ = None
+
+    def __init__(self, names: Sequence[str], scores: np.ndarray) -> None:
+        self.extractor_names_ = list(names)
+        self._scores = np.asarray(scores, dtype=np.float64)
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """The true scores, for every task of ``X``."""
+        return np.tile(self._scores, (len(X), 1))
+
+
+def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: int, seed: int,
+              selector: Any = None, embedding: Any = None, kb_C: float = 1.0,
+              grid: np.ndarray = C_GRID) -> dict[str, Any]:
+    """Run one Optuna study of ``method`` on one task's table.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    table : ndarray of shape (n_extractors, n_C)
+        Validation accuracies (see :func:`make_objective`).
+    names : sequence of str
+        Extractor names of the table's rows.
+    n_trials : int
+        Budget, enqueued trials included.
+    seed : int
+        Seeds every sampler.
+    selector : fitted selector, optional
+        Needed by the warm methods (``predict_scores``, ``extractor_names_``).
+    embedding : Embedding or ndarray, optional
+        The task's embedding, for the warm methods.
+    kb_C : float, default=1.0
+        C fixed in the trials enqueued by ``warm_start`` (the knowledge base's C).
+    grid : ndarray of shape (n_C,)
+        The C grid of the table's columns.
+
+    Returns
+    -------
+    dict
+        ``values`` (ndarray of shape (n_trials,)), ``extractors`` (list of the trials'
+        extractors), ``enqueued`` (the extractors warm_start enqueued) and ``seconds``.
+    """
+    import optuna
+
+    from t2v_automl.integration.optuna import Task2VecSampler, warm_start
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warm = "warm_start" in method
+    if method.startswith("oracle"):
+        selector = OracleSelector(names, np.asarray(table).max(axis=1))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
+        if method == "random":
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
+        elif method.endswith("t2v_sampler"):
+            sampler = Task2VecSampler(selector, embedding, seed=seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        enqueued: list[dict[str, Any]] = []
+        if warm:
+            extra = None if method == "warm_start(C sampled)+tpe" else {"C": float(kb_C)}
+            enqueued = warm_start(study, embedding, selector, top_k=3, extra_params=extra,
+                                  choices=list(names))
+        study.optimize(make_objective(table, names, grid), n_trials=n_trials)
+    trials = study.get_trials(deepcopy=False)
+    return {"values": np.array([t.value for t in trials], dtype=np.float64),
+            "extractors": [t.params["extractor"] for t in trials],
+            "enqueued": [p["extractor"] for p in enqueued],
+            "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- summary
+def _median_over(values: np.ndarray, axis: int) -> np.ndarray:
+    """Median along ``axis``, ``inf`` (censored) values allowed."""
+    return np.median(np.asarray(values, dtype=np.float64), axis=axis)
+
+
+def bootstrap_median_ci(per_task: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI over tasks of the median of per-task values.
+
+    ``_common.bootstrap_ci`` bootstraps a mean and drops non-finite values, which would
+    drop censored runs; this keeps them (``inf`` sorts last).
+
+    Parameters
+    ----------
+    per_task : ndarray of shape (n_tasks,)
+        One value per task; ``inf`` = censored.
+    n_boot, seed, level
+        Resamples, seed of the resampling, confidence level.
+
+    Returns
+    -------
+    (float, float)
+        The bounds (``inf`` when censored).
+    """
+    v = np.asarray(per_task, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    meds = np.median(v[rng.integers(0, v.size, (n_boot, v.size))], axis=1)
+    lo, hi = np.quantile(meds, [(1 - level) / 2, 1 - (1 - level) / 2], method="lower")
+    return float(lo), float(hi)
+
+
+def ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int = 2000, seed: int = 0,
+             level: float = 0.95) -> tuple[float, float, float]:
+    """Ratio of medians over tasks with a paired percentile bootstrap CI.
+
+    Parameters
+    ----------
+    num, den : ndarray of shape (n_tasks,)
+        Per-task values of the two methods (finite: censored runs set to budget + 1).
+
+    Returns
+    -------
+    (float, float, float)
+        ``median(num) / median(den)`` and its CI.
+    """
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, (n_boot, num.size))
+    r = np.median(num[idx], axis=1) / np.median(den[idx], axis=1)
+    lo, hi = np.quantile(r, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(np.median(num) / np.median(den)), float(lo), float(hi)
+
+
+def summarise(runs: Mapping[str, np.ndarray], best: np.ndarray, n_trials: int,
+              goal_ratio: float = 1.0 / 3.0) -> dict[str, Any]:
+    """Turn per-run values into the benchmark's measures.
+
+    Parameters
+    ----------
+    runs : mapping of str to ndarray of shape (n_tasks, n_seeds, n_trials)
+        Objective values of every run of each method.
+    best : ndarray of shape (n_tasks,)
+        Best achievable accuracy of each task.
+    n_trials : int
+        Budget.
+    goal_ratio : float
+        The goal for the ratio warm / cold TPE of the median trials to reach.
+
+    Returns
+    -------
+    dict
+        ``methods``: per method the median trials to reach (``inf`` = censored) and its
+        CI, the fraction of runs that reach the target and its CI, per-task medians and
+        the median / quartile best-so-far gap curves; ``ratios``: per warm method the
+        ratio to cold TPE with its CI and whether it meets ``goal_ratio``.
+    """
+    best = np.asarray(best, dtype=np.float64)
+    out: dict[str, Any] = {"methods": {}, "ratios": {}, "n_trials": n_trials,
+                           "tolerance_points": TOLERANCE_POINTS, "goal_ratio": goal_ratio}
+    censored: dict[str, np.ndarray] = {}
+    for m, V in runs.items():
+        V = np.asarray(V, dtype=np.float64)
+        n_tasks, n_seeds, _ = V.shape
+        reach = np.array([[trials_to_reach(V[i, s], best[i]) for s in range(n_seeds)]
+                          for i in range(n_tasks)])
+        per_task = _median_over(reach, axis=1)
+        frac_task = np.isfinite(reach).mean(axis=1)
+        gaps = np.stack([best_so_far_gap(V[i, s], best[i])
+                         for i in range(n_tasks) for s in range(n_seeds)])
+        lo, hi = bootstrap_median_ci(per_task)
+        flo, fhi = bootstrap_ci(frac_task)
+        out["methods"][m] = {
+            "median_trials_to_reach": float(np.median(per_task)),
+            "ci": [lo, hi],
+            "median_trials_to_reach_all_runs": float(np.median(reach)),
+            "fraction_reached": float(np.isfinite(reach).mean()),
+            "fraction_reached_ci": [flo, fhi],
+            "per_task_median": per_task,
+            "trials_to_reach": reach,
+            "mean_final_gap_points": float(gaps[:, -1].mean()),
+            "gap_curve_median": np.median(gaps, axis=0),
+            "gap_curve_q25": np.quantile(gaps, 0.25, axis=0),
+            "gap_curve_q75": np.quantile(gaps, 0.75, axis=0),
+            "fraction_reached_by_trial": (gaps <= TOLERANCE_POINTS + 1e-9).mean(axis=0),
+        }
+        censored[m] = np.where(np.isfinite(per_task), per_task, n_trials + 1.0)
+    if "tpe" in censored:
+        for m in censored:
+            if "warm_start" in m or m.endswith("t2v_sampler"):
+                r, lo, hi = ratio_ci(censored[m], censored["tpe"])
+                out["ratios"][m] = {"ratio_to_tpe": r, "ci": [lo, hi],
+                                    "goal_met": bool(r <= goal_ratio),
+                                    "goal_met_at_upper_ci": bool(hi <= goal_ratio)}
+    return out
+
+
+def fmt_trials(x: float, n_trials: int) -> str:
+    """A trial count for the table: ``>N`` when censored."""
+    return f">{n_trials}" if not math.isfinite(x) else f"{x:g}"
+
+
+def markdown_table(summary: Mapping[str, Any]) -> str:
+    """The main results table (one row per method) as Markdown."""
+    n = int(summary["n_trials"])
+    rows = []
+    for m, s in summary["methods"].items():
+        lo, hi = s["ci"]
+        flo, fhi = s["fraction_reached_ci"]
+        ratio = summary["ratios"].get(m)
+        rows.append([
+            m, fmt_trials(s["median_trials_to_reach"], n),
+            f"{fmt_trials(lo, n)}–{fmt_trials(hi, n)}",
+            f"{100 * s['fraction_reached']:.0f} % ({100 * flo:.0f}–{100 * fhi:.0f})",
+            f"{s['gap_curve_median'][min(2, n - 1)]:.2f}",
+            f"{s['gap_curve_median'][min(9, n - 1)]:.2f}",
+            f"{s['mean_final_gap_points']:.2f}",
+            "" if ratio is None else
+            f"{ratio['ratio_to_tpe']:.2f} ({ratio['ci'][0]:.2f}–{ratio['ci'][1]:.2f})",
+        ])
+    return md_table(["method", "median trials to reach", "95 % CI (tasks)",
+                     f"runs reaching it in {n} trials (CI)",
+                     "median gap after 3 trials (points)", "median gap after 10 trials",
+                     f"mean gap after {n} trials", "ratio to cold TPE (CI)"], rows)
+
+
+# ----------------------------------------------------------------------------- tables
+def _digest(arr: np.ndarray) -> str:
+    a = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(a.tobytes(), digest_size=16)
+    h.update(f"{a.shape}{a.dtype}".encode())
+    return h.hexdigest()
+
+
+def _features_cached(key: dict[str, Any], images: np.ndarray) -> np.ndarray:
+    """Features of ``images`` by extractor ``key["extractor"]`` (what the cache stores)."""
+    from t2v_automl.extractors import get_extractor
+
+    ext = get_extractor(key["extractor"], "cpu")
+    return ext.transform(images, batch_size=key["batch_size"], input_size=key["input_size"])
+
+
+def accuracy_grid(f_train: np.ndarray, y_train: np.ndarray, f_val: np.ndarray,
+                  y_val: np.ndarray, grid: np.ndarray = C_GRID) -> np.ndarray:
+    """Validation accuracy of the standardised logistic-regression probe at each C.
+
+    The probe is :mod:`t2v_automl.evaluation`'s: ``StandardScaler`` then
+    ``LogisticRegression(C, max_iter=2000, random_state=0)`` on float64 features.
+
+    Parameters
+    ----------
+    f_train, f_val : ndarray of shape (n, d)
+        Features of the training and validation images.
+    y_train, y_val : ndarray of shape (n,)
+        Integer labels.
+    grid : ndarray of shape (n_C,)
+        Values of C.
+
+    Returns
+    -------
+    ndarray of shape (n_C,)
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(f_train.astype(np.float64))
+    x_tr = scaler.transform(f_train.astype(np.float64))
+    x_va = scaler.transform(f_val.astype(np.float64))
+    out = np.empty(len(grid))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for k, C in enumerate(grid):
+            model = LogisticRegression(C=float(C), max_iter=2000, random_state=0)
+            out[k] = float((model.fit(x_tr, y_train).predict(x_va) == y_val).mean())
+    return out
+
+
+def _row_cached(key: dict[str, Any], f_train: np.ndarray, y_train: np.ndarray,
+                f_val: np.ndarray, y_val: np.ndarray) -> np.ndarray:
+    """:func:`accuracy_grid` under a cache key (the arrays are ignored by the cache)."""
+    return accuracy_grid(f_train, y_train, f_val, y_val, np.asarray(key["grid"]))
+
+
+def task_table(train: Any, val: Any, names: Sequence[str], memory: Any, input_size: int,
+               grid: np.ndarray = C_GRID) -> np.ndarray:
+    """Validation accuracy of every extractor at every C on one task (cached).
+
+    Parameters
+    ----------
+    train, val : Task
+        Training and validation splits.
+    names : sequence of str
+        Extractors.
+    memory : joblib.Memory
+        Cache of features and tables.
+    input_size : int
+        Input size of the resizable extractors.
+    grid : ndarray of shape (n_C,)
+
+    Returns
+    -------
+    ndarray of shape (len(names), n_C)
+    """
+    from t2v_automl.extractors import get_extractor
+
+    feats = memory.cache(_features_cached, ignore=["images"])
+    rows = memory.cache(_row_cached, ignore=["f_train", "y_train", "f_val", "y_val"])
+    t0 = time.perf_counter()
+    d_tr, d_va = _digest(train.images), _digest(val.images)
+    table = np.empty((len(names), len(grid)))
+    for j, name in enumerate(names):
+        ext = get_extractor(name, "cpu")
+        base = {"version": _CACHE_VERSION, "extractor": name,
+                "weights_sha256": ext.weights_sha256, "batch_size": 128,
+                "input_size": int(ext.resolve_input_size(input_size))}
+        k_tr, k_va = {**base, "images": d_tr}, {**base, "images": d_va}
+        f_tr = feats(k_tr, train.images)
+        f_va = feats(k_va, val.images)
+        key = {"version": _CACHE_VERSION, "train": k_tr, "val": k_va,
+               "y_train": _digest(train.labels), "y_val": _digest(val.labels),
+               "grid": [float(c) for c in grid]}
+        table[j] = rows(key, f_tr, train.labels, f_va, val.labels)
+    log(f"table of {train.name}: best {table.max():.3f} ({time.perf_counter() - t0:.1f}s)")
+    return table
+
+
+# ----------------------------------------------------------------------------- tasks
+def select_tasks(meta: Sequence[Mapping[str, Any]], n_subset: int, n_relabel: int,
+                 seed: int = 0) -> list[str]:
+    """Held-out tasks spread over the source datasets (deterministic).
+
+    Parameters
+    ----------
+    meta : sequence of mapping
+        Per suite task: ``name``, ``kind`` (``"subset"`` or ``"relabel"``) and
+        ``source_dataset``.
+    n_subset, n_relabel : int
+        Tasks of each kind drawn per source dataset (fewer where a source has fewer).
+    seed : int
+        Seeds the draw.
+
+    Returns
+    -------
+    list of str
+        Task names, grouped by source dataset in first-seen order.
+    """
+    rng = np.random.default_rng(seed)
+    sources = list(dict.fromkeys(m["source_dataset"] for m in meta))
+    out: list[str] = []
+    for src in sources:
+        for kind, k in (("subset", n_subset), ("relabel", n_relabel)):
+            cands = [m["name"] for m in meta if m["source_dataset"] == src and m["kind"] == kind]
+            if cands and k > 0:
+                pick = np.sort(rng.choice(len(cands), size=min(k, len(cands)), replace=False))
+                out += [cands[i] for i in pick]
+    return out
+
+
+def build_tables(names: Sequence[str], tasks: Sequence[str], memory: Any, input_size: int,
+                 test_cap: int) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """The accuracy table of every held-out task, and each task's metadata.
+
+    Computed in this process, one task after the other (the joblib ``Memory`` cache is
+    keyed by this script's path; several processes started with ``--precompute-only``
+    on different ``--tasks`` share it safely).
+    """
+    from build_knowledge import cap_test  # the knowledge base's own test split
+
+    from t2v_automl.suites import make_suite
+
+    wanted = set(tasks)
+    suite = {st.name: st for st in make_suite("default", seed=0) if st.name in wanted}
+    missing = wanted - set(suite)
+    if missing:
+        raise SystemExit(f"tasks not in the default suite: {sorted(missing)}")
+    tables, info = {}, {}
+    t0 = time.perf_counter()
+    for name in tasks:
+        st = suite[name]
+        val = cap_test(st.test, test_cap if st.kind == "subset" else None)
+        info[name] = {"kind": st.kind, "source_dataset": st.provenance["source_dataset"],
+                      "n_classes": int(st.n_classes), "n_train": int(st.train.n_images),
+                      "n_val": int(val.n_images)}
+        tables[name] = task_table(st.train, val, list(names), memory, input_size)
+    log(f"tables of {len(tasks)} tasks in {time.perf_counter() - t0:.0f}s")
+    return tables, info
+
+
+# ----------------------------------------------------------------------------- main
+def log(msg: str) -> None:
+    """Print a timestamped line."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _study_job(method: str, table: np.ndarray, names: list[str], n_trials: int, seed: int,
+               selector: Any, embedding: Any, kb_C: float) -> dict[str, Any]:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        return run_study(method, table, names, n_trials, seed, selector, embedding, kb_C)
+
+
+def plot(gaps: Mapping[str, np.ndarray], path: Path, n_tasks: int, n_seeds: int) -> None:
+    """Best-so-far gap to the best achievable accuracy per method (PNG).
+
+    Drawn with :func:`t2v_automl.plotting.plot_best_so_far` (median over all runs, with
+    the inter-quartile band), plus the target line; plain matplotlib if it is missing.
+
+    Parameters
+    ----------
+    gaps : mapping of str to ndarray of shape (n_runs, n_trials)
+        Per method, :func:`best_so_far_gap` of every run (tasks x seeds).
+    path : Path
+        Where to write the PNG.
+    n_tasks, n_seeds : int
+        For the title.
+    """
+    title = (f"Best so far, gap to the best achievable accuracy\n(median and inter-quartile "
+             f"range over {n_tasks} held-out tasks x {n_seeds} seeds)")
+    ylabel = "points below the best achievable (symlog)"
+    try:
+        from t2v_automl.plotting import plot_best_so_far
+    except ImportError:  # pragma: no cover - matplotlib or the function missing
+        plot_best_so_far = None
+    if plot_best_so_far is not None:
+        fig = plot_best_so_far(dict(gaps), None, ylabel=ylabel, title=title,
+                               figsize=(8.0, 5.5))
+        ax = fig.axes[0]
+        for band in ax.collections:  # six overlapping bands: lighter
+            band.set_alpha(0.07)
+    else:  # pragma: no cover
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8.0, 5.5), dpi=100)
+        ax = fig.add_subplot()
+        for m, g in gaps.items():
+            ax.step(np.arange(1, g.shape[1] + 1), np.median(g, axis=0), where="post",
+                    label=m)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+    ax.axhline(TOLERANCE_POINTS, color="grey", linestyle="--", linewidth=1)
+    ax.text(ax.get_xlim()[1], TOLERANCE_POINTS, f"target: {TOLERANCE_POINTS} points ",
+            va="bottom", ha="right", fontsize=8, color="grey")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0.0)
+    ax.legend(fontsize=8, frameon=False)
+    fig.savefig(path, dpi=fig.dpi, format="png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kb", type=Path, default=None,
+                    help="knowledge base (default: the packaged knowledge_default.npz)")
+    ap.add_argument("--n-subset", type=int, default=4, help="subset tasks per source dataset")
+    ap.add_argument("--n-relabel", type=int, default=1, help="relabel tasks per source dataset")
+    ap.add_argument("--task-seed", type=int, default=0, help="seed of the task draw")
+    ap.add_argument("--tasks", nargs="+", default=None,
+                    help="explicit held-out task names instead of the draw")
+    ap.add_argument("--reverse", action="store_true",
+                    help="compute the tables in reverse order (a second --precompute-only "
+                         "process)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--n-trials", type=int, default=40)
+    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--test-cap", type=int, default=500,
+                    help="validation cap of subset tasks (as in build_knowledge.py)")
+    ap.add_argument("--n-jobs", type=int, default=1, help="parallel studies")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--precompute-only", action="store_true",
+                    help="compute the feature / accuracy tables (cached) and stop")
+    ap.add_argument("--name", default="warm_start", help="results/<name>.{md,json,png}")
+    args = ap.parse_args(argv)
+
+    import torch
+    from joblib import Memory
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    from t2v_automl.estimators import ExtractorSelector
+    from t2v_automl.extractors import list_extractors
+    from t2v_automl.knowledge import KnowledgeBase
+    from t2v_automl.suites import make_suite
+
+    t_start = time.perf_counter()
+    memory = Memory(str(CACHE), verbose=0)
+    names = list_extractors(available_only=True)
+    suite_meta = [{"name": st.name, "kind": st.kind,
+                   "source_dataset": st.provenance["source_dataset"]}
+                  for st in make_suite("default", seed=0)]
+    tasks = args.tasks or select_tasks(suite_meta, args.n_subset, args.n_relabel,
+                                       args.task_seed)
+    log(f"{len(tasks)} held-out tasks, {len(names)} extractors, C grid {len(C_GRID)} values")
+    order = tasks[::-1] if args.reverse else tasks
+    tables, info = build_tables(names, order, memory, args.input_size, args.test_cap)
+    tables, info = {t: tables[t] for t in tasks}, {t: info[t] for t in tasks}
+    if args.precompute_only:
+        return 0
+
+    kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
+    if list(kb.extractor_names) != names:
+        raise SystemExit(f"the knowledge base's extractors {kb.extractor_names} differ from "
+                         f"the zoo's {names}")
+    kb_C = float(kb.provenance[0].get("evaluation", {}).get("C", 1.0))
+    sources = np.array([p["source_dataset"] for p in kb.provenance])
+    selectors = {src: ExtractorSelector.from_knowledge(kb.subset(sources != src))
+                 for src in dict.fromkeys(info[t]["source_dataset"] for t in tasks)}
+    names_kb = list(kb.extractor_names)
+    j_C = snap_index(kb_C)
+
+    # sanity: the table's C = kb_C column against the knowledge base's scores
+    check, sel_regret = [], {}
+    for t in tasks:
+        kb_row = kb.scores[kb.index(t)]
+        check.append(float(np.nanmax(np.abs(tables[t][:, j_C] - kb_row))))
+        pred = selectors[info[t]["source_dataset"]].predict_scores([kb.embedding(t)])[0]
+        top = names_kb[int(np.argmax(pred))]
+        info[t].update({
+            "best_achievable": float(tables[t].max()),
+            "best_cell": [names_kb[int(np.unravel_index(tables[t].argmax(),
+                                                        tables[t].shape)[0])],
+                          float(C_GRID[int(np.unravel_index(tables[t].argmax(),
+                                                             tables[t].shape)[1])])],
+            "best_at_kb_C": float(tables[t][:, j_C].max()),
+            "n_cells_within_tolerance": int((tables[t] >= tables[t].max()
+                                             - TOLERANCE_POINTS / 100 - 1e-12).sum()),
+            "selector_top3": [names_kb[i] for i in np.argsort(-pred, kind="stable")[:3]],
+            "selector_top1_regret_at_kb_C": float(100 * (tables[t][:, j_C].max()
+                                                         - tables[t][names_kb.index(top),
+                                                                     j_C])),
+            "selector_top3_best_gap": float(100 * (tables[t].max() - max(
+                tables[t][names_kb.index(n)].max()
+                for n in [names_kb[i] for i in np.argsort(-pred, kind="stable")[:3]]))),
+        })
+        sel_regret[t] = info[t]["selector_top1_regret_at_kb_C"]
+    log(f"max |table(C={kb_C:g}) - knowledge base score| over tasks: {max(check):.4f}")
+
+    from joblib import Parallel, delayed
+
+    jobs, keys = [], []
+    for t in tasks:
+        sel = selectors[info[t]["source_dataset"]]
+        emb = kb.embedding(t)
+        for m in args.methods:
+            for s in range(args.seeds):
+                keys.append((t, m, s))
+                jobs.append(delayed(_study_job)(m, tables[t], names_kb, args.n_trials, s,
+                                                sel, emb, kb_C))
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=args.n_jobs)(jobs)
+    t_studies = time.perf_counter() - t0
+    log(f"{len(jobs)} studies in {t_studies:.0f}s")
+    res = dict(zip(keys, results, strict=True))
+    runs = {m: np.stack([[res[(t, m, s)]["values"] for s in range(args.seeds)]
+                         for t in tasks]) for m in args.methods}
+    best = np.array([tables[t].max() for t in tasks])
+    summary = summarise(runs, best, args.n_trials)
+
+    # per source dataset: median trials to reach
+    by_source: dict[str, dict[str, str]] = {}
+    for src in dict.fromkeys(info[t]["source_dataset"] for t in tasks):
+        idx = [i for i, t in enumerate(tasks) if info[t]["source_dataset"] == src]
+        by_source[src] = {m: fmt_trials(float(np.median(
+            summary["methods"][m]["per_task_median"][idx])), args.n_trials)
+            for m in args.methods}
+
+    png = RESULTS / f"{args.name}.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    gaps = {m: np.stack([best_so_far_gap(v, best[i]) for i in range(len(tasks))
+                         for v in runs[m][i]]) for m in args.methods}
+    plot(gaps, png, len(tasks), args.seeds)
+    data = {
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in vars(args).items()},
+                     "C_grid": C_GRID, "C_bounds": [C_LOW, C_HIGH], "kb_C": kb_C,
+                     "kb_tasks": len(kb), "extractors": names_kb,
+                     "selector": "ExtractorSelector.from_knowledge(kb minus the held-out "
+                                 "task's source dataset), default parameters"},
+        "machine": machine(),
+        "command": "python benchmarks/warm_start.py" + "".join(
+            f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+        "kb_score_check_max_abs_diff": max(check),
+        "tasks": info,
+        "summary": summary,
+        "by_source": by_source,
+        "distinct_extractors_median": {
+            m: float(np.median([len(set(r["extractors"])) for (_, mm, _), r in res.items()
+                                if mm == m])) for m in args.methods},
+        "tables": {t: np.round(tables[t], 5) for t in tasks},
+        "runs_doc": "key 'task|method|seed': 'values' are the validation accuracies of the "
+                    "trials in order (space-separated), 'extractors' each trial's extractor "
+                    "(space-separated indices into settings.extractors)",
+        "runs": {f"{t}|{m}|{s}": {
+            "values": " ".join(f"{v:.6g}" for v in r["values"]),
+            "extractors": " ".join(str(names_kb.index(e)) for e in r["extractors"])}
+            for (t, m, s), r in res.items()},
+        "study_seconds": t_studies,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    write_results(args.name, data, render_markdown(data, tasks, args))
+    log(f"wrote {RESULTS / args.name}.{{md,json,png}} in {time.perf_counter() - t_start:.0f}s")
+    return 0
+
+
+def render_markdown(data: Mapping[str, Any], tasks: Sequence[str], args: Any) -> str:
+    """The committed report."""
+    s = data["summary"]
+    n = args.n_trials
+    info = data["tasks"]
+    lines = [
+        "# Warm-starting the extractor choice of an Optuna study",
+        "",
+        f"Generated by `{data['command']}` on {data['machine']['date']} "
+        f"(commit {data['machine'].get('git_commit', '?')}); "
+        f"{len(tasks)} held-out tasks x {args.seeds} seeds x {n} trials per method.",
+        "",
+        "Search space: `extractor` (categorical, "
+        f"{len(data['settings']['extractors'])} extractors) x `C` (log-uniform "
+        f"{C_LOW:g}..{C_HIGH:g}); objective: validation accuracy of the "
+        "standardised logistic-regression probe on frozen features (ImageNet nets at "
+        f"{args.input_size} px). **The objective snaps C to the nearest of "
+        f"{len(C_GRID)} grid values** (half-decades 1e-3..1e2) so that every value is looked "
+        "up in a precomputed table. Selector: `ExtractorSelector.from_knowledge` (defaults) "
+        "on the shipped knowledge base minus every task of the held-out task's source "
+        f"dataset (leave-one-source-dataset-out; base of {data['settings']['kb_tasks']} "
+        "tasks). Validation split: the task's test split as the knowledge base evaluated "
+        "it; the table's C = 1 column reproduces the base's scores to "
+        f"{data['kb_score_check_max_abs_diff']:.4f}.",
+        "",
+        f"Target: within {TOLERANCE_POINTS} points of the best achievable accuracy (the "
+        "maximum over all extractors and all grid values of C). Median = median over tasks "
+        "of the per-task median over seeds; a censored median (more than half the seeds "
+        f"never reach the target) is `>{n}`. Ratio: censored runs set to {n + 1}.",
+        "",
+        markdown_table(s),
+        "",
+    ]
+    for m, r in s["ratios"].items():
+        if m == "warm_start+tpe":
+            verdict = "met" if r["goal_met"] else "NOT met"
+            lines.append(
+                f"**Goal (warm start needs at most a third of cold TPE's trials): {verdict}** "
+                f"for `warm_start+tpe`: ratio {r['ratio_to_tpe']:.2f} (95 % CI "
+                f"{r['ci'][0]:.2f}–{r['ci'][1]:.2f}).")
+    vals = list(info.values())
+    c_gain = np.array([100 * (i["best_achievable"] - i["best_at_kb_C"]) for i in vals])
+    top3 = np.array([i["selector_top3_best_gap"] for i in vals])
+    reg1 = np.array([i["selector_top1_regret_at_kb_C"] for i in vals])
+    easy = np.array([i["n_cells_within_tolerance"] for i in vals])
+    n_cells = len(C_GRID) * len(data["settings"]["extractors"])
+    lines += [
+        "",
+        "## Why (diagnostics)",
+        "",
+        f"- *The selector, leave-one-source-dataset-out*: top-1 regret at C = 1 "
+        f"{reg1.mean():.1f} points on average (median {np.median(reg1):.1f}); its top 3 "
+        f"contain an extractor that can reach the target (at some C) on "
+        f"{int((top3 <= TOLERANCE_POINTS + 1e-9).sum())} of {len(vals)} tasks (median gap "
+        f"of the top 3's best cell to the best achievable: {np.median(top3):.1f} points).",
+        f"- *C matters less*: the best cell at C = 1 (the base's C, where the enqueued "
+        f"trials run) is {np.median(c_gain):.1f} points below the best achievable in the "
+        f"median (mean {c_gain.mean():.1f}); it is within the target on "
+        f"{int((c_gain <= TOLERANCE_POINTS + 1e-9).sum())} of {len(vals)} tasks; on the "
+        "others TPE still has to tune C after the right extractor is found.",
+        f"- *Cells within the target*: median {np.median(easy):g} of {n_cells} (range "
+        f"{easy.min()}–{easy.max()}); where there are many, blind search hits one early.",
+        "- *Exploration*: distinct extractors tried in a run (median): " + ", ".join(
+            f"{m} {v:g}" for m, v in data["distinct_extractors_median"].items()) + ". "
+        "`Task2VecSampler` (defaults: temperature 0.02 cooling by 0.9 per trial, prior "
+        "weight 1) settles on the few extractors it predicts or first sees doing well; when "
+        "the ranking misses the best extractor it rarely finds it.",
+        "- `oracle_warm_start+tpe` (a perfect extractor ranking, C = 1, then TPE) shows what "
+        "the same recipe gives with a better selector: for `warm_start+tpe` the gap is the "
+        "selector's (leave-one-source-dataset-out), not the Optuna integration's.",
+    ]
+    lines += ["", "## Per source dataset (median trials to reach)", ""]
+    srcs = list(data["by_source"])
+    lines.append(md_table(["method"] + srcs,
+                          [[m] + [data["by_source"][src][m] for src in srcs]
+                           for m in s["methods"]]))
+    lines += ["", "## Held-out tasks", ""]
+    rows = []
+    for t in tasks:
+        i = info[t]
+        k = tasks.index(t)
+        rows.append([t, i["n_classes"], i["n_train"], i["n_val"],
+                     f"{100 * i['best_achievable']:.1f}",
+                     f"{i['best_cell'][0]} @ C={i['best_cell'][1]:g}",
+                     i["n_cells_within_tolerance"], ", ".join(i["selector_top3"]),
+                     f"{i['selector_top3_best_gap']:.1f}",
+                     " / ".join(fmt_trials(float(s["methods"][m]["per_task_median"][k]), n)
+                                for m in s["methods"])])
+    lines.append(md_table(
+        ["task", "classes", "train", "val", "best %", "best cell", "cells within target",
+         "selector top 3", "top-3 gap (points)", "median trials: " + " / ".join(s["methods"])],
+        rows))
+    lines += ["", f"![best so far]({args.name}.png)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

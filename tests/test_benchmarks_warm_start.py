@@ -1,0 +1,142 @@
+"""Fast checks of the warm-start benchmark's objective, studies and summary (synthetic)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "warm_start.py"
+
+
+@pytest.fixture(scope="module")
+def ws() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_warm_start", _PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+@pytest.fixture()
+def table(ws: Any) -> np.ndarray:
+    """5 extractors x the C grid; the best cell is extractor "d" at C = 10."""
+    rng = np.random.default_rng(0)
+    t = 0.6 + 0.1 * rng.random((len(NAMES), len(ws.C_GRID)))
+    t[3, ws.snap_index(10.0)] = 0.95
+    return t
+
+
+class FakeSelector:
+    """The minimal selector interface warm_start and Task2VecSampler use."""
+
+    extractor_names_ = NAMES
+    embedding_meta_ = None
+    n_features_in_ = 3
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        return np.array([[0.70, 0.60, 0.80, 0.90, 0.50]] * len(X))
+
+
+def test_snap_index(ws: Any) -> None:
+    grid = ws.C_GRID
+    assert len(grid) == 11 and np.isclose(grid[0], 1e-3) and np.isclose(grid[-1], 1e2)
+    assert np.isclose(grid[ws.snap_index(1.0)], 1.0)
+    assert ws.snap_index(1e-3) == 0 and ws.snap_index(1e2) == len(grid) - 1
+    assert np.isclose(grid[ws.snap_index(0.9)], 1.0)  # nearest in log scale
+    assert np.isclose(grid[ws.snap_index(0.5)], 10 ** -0.5)
+
+
+def test_objective_looks_up_the_snapped_cell(ws: Any, table: np.ndarray) -> None:
+    obj = ws.make_objective(table, NAMES)
+    trial = optuna.trial.FixedTrial({"extractor": "d", "C": 12.0})
+    assert obj(trial) == table[3, ws.snap_index(10.0)] == 0.95
+    with pytest.raises(ValueError, match="shape"):
+        ws.make_objective(table[:, :3], NAMES)
+
+
+def test_trials_to_reach_and_gap(ws: Any) -> None:
+    assert ws.trials_to_reach(np.array([0.5, 0.9, 0.995, 1.0]), 1.0) == 3  # 0.5 points
+    assert math.isinf(ws.trials_to_reach(np.array([0.5, 0.9, 0.99]), 1.0))
+    gap = ws.best_so_far_gap(np.array([0.5, 0.9, 0.7, 1.0]), 1.0)
+    np.testing.assert_allclose(gap, [50, 10, 10, 0])
+
+
+def test_summary_ratio_and_censoring(ws: Any) -> None:
+    n_tasks, n_seeds, n_trials = 4, 3, 10
+    best = np.ones(n_tasks)
+
+    def runs_reaching_at(k: int | None) -> np.ndarray:
+        v = np.full((n_tasks, n_seeds, n_trials), 0.5)
+        if k is not None:
+            v[:, :, k - 1:] = 1.0
+        return v
+
+    s = ws.summarise({"tpe": runs_reaching_at(9), "warm_start+tpe": runs_reaching_at(3),
+                      "random": runs_reaching_at(None)}, best, n_trials)
+    m = s["methods"]
+    assert m["tpe"]["median_trials_to_reach"] == 9
+    assert m["warm_start+tpe"]["median_trials_to_reach"] == 3
+    assert m["warm_start+tpe"]["fraction_reached"] == 1.0
+    assert math.isinf(m["random"]["median_trials_to_reach"])
+    assert m["random"]["fraction_reached"] == 0.0
+    np.testing.assert_allclose(m["tpe"]["gap_curve_median"][[0, 8]], [50, 0])
+    r = s["ratios"]["warm_start+tpe"]
+    assert r["ratio_to_tpe"] == pytest.approx(1 / 3) and r["goal_met"]
+    assert "random" not in s["ratios"]
+    md = ws.markdown_table(s)
+    assert ">10" in md and "0.33" in md and md.count("\n") == 4
+
+
+def test_bootstrap_median_ci_keeps_censored(ws: Any) -> None:
+    lo, hi = ws.bootstrap_median_ci(np.array([1.0, 2.0, math.inf, math.inf, math.inf]))
+    assert lo <= 2.0 and math.isinf(hi)
+
+
+@pytest.mark.parametrize("method", [
+    "random", "tpe", "warm_start+tpe", "warm_start(C sampled)+tpe", "t2v_sampler",
+    "warm_start+t2v_sampler", "oracle_warm_start+tpe"])
+def test_run_study(ws: Any, table: np.ndarray, method: str) -> None:
+    emb = np.array([0.1, 0.2, 0.3])
+    out = ws.run_study(method, table, NAMES, n_trials=6, seed=0, selector=FakeSelector(),
+                       embedding=emb)
+    values = out["values"]
+    assert values.shape == (6,) and np.isin(values, table).all()
+    if method.startswith("warm_start"):
+        assert out["enqueued"] == ["d", "c", "a"]  # the fake selector's top 3
+        assert out["extractors"][:3] == ["d", "c", "a"]
+    if method == "oracle_warm_start+tpe":  # the table's own ranking
+        assert out["enqueued"][0] == "d" and len(out["enqueued"]) == 3
+    if method in ("warm_start+tpe", "warm_start+t2v_sampler", "oracle_warm_start+tpe"):
+        assert values[0] == table[3, ws.snap_index(1.0)]  # C fixed to 1
+    again = ws.run_study(method, table, NAMES, n_trials=6, seed=0, selector=FakeSelector(),
+                         embedding=emb)
+    np.testing.assert_array_equal(values, again["values"])  # seeded
+
+
+def test_accuracy_grid_on_blobs(ws: Any) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 4)) + 3.0 * y[:, None]
+    acc = ws.accuracy_grid(x[::2], y[::2], x[1::2], y[1::2], ws.C_GRID[::5])
+    assert acc.shape == (3,) and (acc >= 0.9).all()
+
+
+def test_select_tasks_spreads_over_sources(ws: Any) -> None:
+    meta = [{"name": f"{s}/{k}/{i}", "kind": k, "source_dataset": s}
+            for s in ("x", "y") for k in ("subset", "relabel") for i in range(6)]
+    picked = ws.select_tasks(meta, 3, 1, seed=0)
+    assert len(picked) == 8 and picked == ws.select_tasks(meta, 3, 1, seed=0)
+    assert sum(p.startswith("x/subset") for p in picked) == 3
+    assert sum(p.startswith("y/relabel") for p in picked) == 1
