@@ -175,6 +175,9 @@ def test_parallel_matches_serial(sel: ModuleType, kb: KnowledgeBase) -> None:
     cloudpickle = pytest.importorskip("cloudpickle")
     # the script is not an importable module: send its functions to joblib workers by value
     cloudpickle.register_pickle_by_value(sel)
+    import _common  # the script's sibling module, on sys.path as the script puts it there
+
+    cloudpickle.register_pickle_by_value(_common)
     data = sel.BenchData.from_knowledge(kb)
     ms = [m for m in sel.methods(data, inner_cv=False)
           if m.name in ("best on average", sel.DEFAULT_METHOD, "domain: nearest ncos")]
