@@ -8,14 +8,13 @@ Writes ``docs/img/similarity.png`` (clustered task-distance matrix with its dend
 ``docs/img/task_map.png`` and ``docs/img/task_map_domain.png`` (t-SNE of the task
 embeddings, Fisher vs the domain embedding, coloured by source dataset),
 ``docs/img/regret.png`` (selection regret per method, from
-``benchmarks/results/selection.json`` when present) and copies the warm-start curves
-(``benchmarks/results/warm_start.png``) when present.
+``benchmarks/results/selection.json`` when present). The warm-start curves are drawn by
+``benchmarks/warm_start.py`` itself (``benchmarks/results/warm_start.png``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +52,16 @@ def main() -> None:
     sel = RESULTS / "selection.json"
     if sel.exists():
         data = json.loads(sel.read_text())
-        proto = data.get("protocols", {}).get("loso") or next(iter(data.get("protocols", {})
-                                                                     .values()), None)
-        if proto:
-            rows = [r for r in proto["methods"] if r.get("regret") is not None]
-            plot_regret([r["method"] for r in rows], [r["regret"] for r in rows],
-                        [r.get("regret_ci") for r in rows], path=IMG / "regret.png",
-                        title="Selection regret, leave-one-source-dataset-out")
-    ws = RESULTS / "warm_start.png"
-    if ws.exists():
-        shutil.copyfile(ws, IMG / "warm_start.png")
+        methods = data.get("protocols", {}).get("loso", {}).get("methods", {})
+        rows = [(name, r) for name, r in methods.items()
+                if r.get("regret") is not None and name != "optimal (brute force)"
+                and r["regret"] < 15]
+        rows.sort(key=lambda nr: nr[1]["regret"])
+        if rows:
+            plot_regret([n for n, _ in rows], [r["regret"] for _, r in rows],
+                        [r.get("regret_ci") for _, r in rows], path=IMG / "regret.png",
+                        title="Selection regret, leave-one-source-dataset-out",
+                        figsize=(9.0, 6.0))
     print("wrote", sorted(p.name for p in IMG.glob("*.png")))
 
 
