@@ -747,7 +747,7 @@ class TransferabilitySelector(SelectorMixin, BaseEstimator):
             return nce(logits.argmax(axis=1), task.labels)
         feats = ext.transform(task.images, batch_size=int(self.batch_size),
                               input_size=self.input_size)
-        fn: ScoreFn = {"logme": logme, "h_score": h_score, "knn_accuracy": knn_accuracy}[kind]
+        fn: Any = {"logme": logme, "h_score": h_score, "knn_accuracy": knn_accuracy}[kind]
         return fn(feats, task.labels)
 
     def predict_scores(self, X: Any) -> np.ndarray:

@@ -512,6 +512,7 @@ def _build_deepsort(device: torch.device) -> dict[str, Any]:
 
 def _build_efficientnet(variant: int) -> Callable[[torch.device], dict[str, Any]]:
     def build(device: torch.device) -> dict[str, Any]:
+        model: Any
         model, path = build_efficientnet_lite(variant)
         model = _freeze(model, device)
 
@@ -532,17 +533,18 @@ def _build_ccexam(kind: str) -> Callable[[torch.device], dict[str, Any]]:
 
         cls, size = {"mnist": (models.MNISTNet, 28), "usps": (models.USPSNet, 16),
                      "svhn": (models.SVHNNet, 32)}[kind]
-        model = cls(size)
+        model: Any = cls(size)
         _strict_load(model, _load_state_dict(path), path)
         model = _freeze(model, device)
         pen, last = _split_at_last_linear(model.classifier)
+        last_layer: Any = last[-1]
 
         def features(x: torch.Tensor) -> torch.Tensor:
             return pen(model.features(x).flatten(start_dim=1))
 
         return {"features": features, "logits": lambda x: last(features(x)),
                 "weights_path": str(path), "weights_sha256": file_sha256(path),
-                "n_source_classes": int(last[-1].out_features)}
+                "n_source_classes": int(last_layer.out_features)}
 
     return build
 

