@@ -77,6 +77,8 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table."""
     def fmt(x: Any) -> str:
+        if x is None:
+            return ""
         if isinstance(x, float):
             return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
         return str(x)

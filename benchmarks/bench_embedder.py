@@ -257,7 +257,9 @@ def render(data: dict) -> str:
     lines += ["", "## Steadiness (seed-to-seed distance / task-to-task distance)", "",
               "Fashion-MNIST tasks over its 60,000-image training split; each seed draws "
               "new images, fits a new head and draws new labels. Lower is steadier; the "
-              "goal is <= 0.3.", ""]
+              "goal is <= 0.3. The seconds column is wall time on the loaded 2-core machine "
+              "(other benchmark jobs ran alongside; use the speed table for costs); blank "
+              "where the process was paused while it ran.", ""]
     st = data["steadiness"]
     lines.append(md_table(
         ["images", "method", "label draws", "skip", "metric", "within", "between",

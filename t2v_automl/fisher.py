@@ -88,11 +88,6 @@ class FisherResult:
     head_train_accuracy: float
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def layer_description(self) -> str:
-        """Short description of the layer set, stored in the embedding metadata."""
-        return f"{len(self.layers)} layers from {self.layers[0] if self.layers else '-'}"
-
 
 def balanced_subsample(labels: np.ndarray, max_images: int | None, rng: np.random.Generator
                        ) -> np.ndarray:

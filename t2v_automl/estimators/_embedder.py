@@ -25,7 +25,7 @@ __all__ = ["Task2VecEmbedder"]
 
 def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: str,
                device: str, cfg: FisherConfig, verbose: int = 0
-               ) -> tuple[np.ndarray, int, str, dict[str, float]]:
+               ) -> tuple[np.ndarray, int, dict[str, float]]:
     """Embed one task (module-level so that joblib can cache and ship it).
 
     ``fingerprint`` and ``weights_sha256`` are part of the cache key; ``task`` is not
@@ -34,7 +34,7 @@ def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: st
     probe = get_probe(probe_name, device=device)
     res = compute_task2vec(probe, task.images, task.labels, task.n_classes, cfg,
                            verbose=verbose)
-    return res.values, res.n_images, res.layer_description, res.timings
+    return res.values, res.n_images, res.timings
 
 
 class Task2VecEmbedder(TransformerMixin, BaseEstimator):
@@ -289,7 +289,7 @@ default="exact"
         else:
             results = Parallel(n_jobs=n_jobs)(delayed(func)(*a) for a in args)
         out = []
-        for t, fp, (values, n_img, _layers, timings) in zip(tasks, fps, results, strict=True):
+        for t, fp, (values, n_img, timings) in zip(tasks, fps, results, strict=True):
             meta = EmbeddingMeta(**{**self.embedding_meta_.to_dict(), "n_images": int(n_img),
                                     "settings": dict(self.embedding_meta_.settings)})
             out.append(Embedding(values, meta, task_name=t.name, task_fingerprint=fp))
