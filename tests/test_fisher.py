@@ -158,8 +158,10 @@ def test_real_probe_per_sample_fisher_matches_autograd_on_mobilenet():
 
 
 def test_head_is_fitted(probe):
-    feats = torch.randn(40, 5)
+    # Seeded data: an unseeded draw depends on which tests ran before (a CI failure).
+    feats = torch.randn(40, 5, generator=torch.Generator().manual_seed(1))
     labels = (feats[:, 0] > 0).long()
+    feats[:, 0] += torch.where(labels == 1, 1.0, -1.0)  # a margin: separable classes
     head = _fit_head(feats, labels, 2, FisherConfig(head_epochs=50, head_lr=1e-2),
                      torch.Generator().manual_seed(0))
     assert isinstance(head, nn.Linear)
