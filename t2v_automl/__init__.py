@@ -5,7 +5,8 @@ The public API, re-exported here (imported lazily, so that ``import t2v_automl``
 
 - :class:`Task`, :func:`as_task`: labelled image sets (arrays, datasets, folders);
 - :func:`list_probes`, :func:`get_probe`: probe networks with offline weights;
-- :class:`Task2VecEmbedder`, :class:`ExtractorSelector`: the scikit-learn estimators;
+- :class:`Task2VecEmbedder`, :class:`ExtractorSelector`, :class:`HybridSelector`: the
+  scikit-learn estimators;
   :class:`Embedding`, :class:`EmbeddingMeta`;
 - :func:`list_extractors`, :func:`get_extractor`: the extractor zoo;
 - :class:`KnowledgeBase`: tasks x extractors ground truth;
@@ -23,6 +24,7 @@ _EXPORTS = {
     "Embedding": "t2v_automl.embedding",
     "EmbeddingMeta": "t2v_automl.embedding",
     "ExtractorSelector": "t2v_automl.estimators",
+    "HybridSelector": "t2v_automl.estimators",
     "KnowledgeBase": "t2v_automl.knowledge",
     "T2VError": "t2v_automl.exceptions",
     "Task": "t2v_automl.tasks",
@@ -38,6 +40,7 @@ __all__ = [
     "Embedding",
     "EmbeddingMeta",
     "ExtractorSelector",
+    "HybridSelector",
     "KnowledgeBase",
     "T2VError",
     "Task",
@@ -52,7 +55,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from t2v_automl.embedding import Embedding, EmbeddingMeta
-    from t2v_automl.estimators import ExtractorSelector, Task2VecEmbedder
+    from t2v_automl.estimators import ExtractorSelector, HybridSelector, Task2VecEmbedder
     from t2v_automl.exceptions import T2VError
     from t2v_automl.extractors import get_extractor, list_extractors
     from t2v_automl.knowledge import KnowledgeBase

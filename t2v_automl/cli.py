@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -187,22 +186,6 @@ def _kb_label(path: str | None) -> str:
     return path if path else "the default knowledge base"
 
 
-def _embedder_params_from_meta(meta: EmbeddingMeta) -> dict[str, Any]:
-    """The :class:`Task2VecEmbedder` parameters that reproduce embeddings made like ``meta``."""
-    params: dict[str, Any] = {"probe": meta.probe, "method": meta.method,
-                              "image_size": int(meta.input_size)}
-    m = re.match(r"stages\[(\d+):", meta.layers)
-    if m:
-        params["skip_layers"] = int(m.group(1))
-    s = dict(meta.settings)
-    for key in ("label_samples", "max_images", "head_epochs"):
-        if key in s:
-            params[key] = s[key]
-    if "seed" in s:
-        params["random_state"] = int(s["seed"])
-    return params
-
-
 def _describe_meta(meta: EmbeddingMeta) -> str:
     return (f"probe {meta.probe!r} (weights {meta.weights_sha256[:12]}), method "
             f"{meta.method!r}, {meta.input_size} px, dim {meta.dim}")
@@ -233,7 +216,9 @@ def make_embedder(args: argparse.Namespace, meta: EmbeddingMeta | None = None,
     from t2v_automl.estimators import Task2VecEmbedder
 
     if meta is not None:
-        params = _embedder_params_from_meta(meta)
+        from t2v_automl.estimators._embedder import embedder_params_from_meta
+
+        params = embedder_params_from_meta(meta)
         if args.probe is not None and args.probe != meta.probe:
             raise IncompatibleEmbeddingError(
                 f"{what} holds embeddings made with probe {meta.probe!r}, but --probe asks for "

@@ -1,9 +1,12 @@
-"""The scikit-learn layer: :class:`Task2VecEmbedder` and :class:`ExtractorSelector`."""
+"""The scikit-learn layer: :class:`Task2VecEmbedder`, :class:`ExtractorSelector` and
+:class:`HybridSelector`."""
 
-from t2v_automl.estimators._embedder import Task2VecEmbedder
+from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
+from t2v_automl.estimators._hybrid import HybridSelector
 from t2v_automl.estimators._selector import (
     STRATEGIES,
     ExtractorSelector,
+    blend_with_transferability,
     mean_regret,
     mean_weighted_tau,
     top1_regret,
@@ -13,7 +16,10 @@ from t2v_automl.estimators._selector import (
 __all__ = [
     "STRATEGIES",
     "ExtractorSelector",
+    "HybridSelector",
     "Task2VecEmbedder",
+    "blend_with_transferability",
+    "embedder_params_from_meta",
     "mean_regret",
     "mean_weighted_tau",
     "top1_regret",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,36 @@ from t2v_automl.fisher import METHODS, FisherConfig, compute_task2vec, fisher_la
 from t2v_automl.probes import get_probe, resolve_device
 from t2v_automl.tasks import Task, as_task
 
-__all__ = ["Task2VecEmbedder"]
+__all__ = ["Task2VecEmbedder", "embedder_params_from_meta"]
+
+
+def embedder_params_from_meta(meta: EmbeddingMeta) -> dict[str, Any]:
+    """The :class:`Task2VecEmbedder` parameters that reproduce embeddings made like ``meta``.
+
+    Parameters
+    ----------
+    meta : EmbeddingMeta
+        E.g. a knowledge base's ``kb.meta``.
+
+    Returns
+    -------
+    dict
+        ``probe``, ``method``, ``image_size`` and, where the metadata records them,
+        ``skip_layers``, ``label_samples``, ``max_images``, ``head_epochs`` and
+        ``random_state``.
+    """
+    params: dict[str, Any] = {"probe": meta.probe, "method": meta.method,
+                              "image_size": int(meta.input_size)}
+    m = re.match(r"stages\[(\d+):", meta.layers)
+    if m:
+        params["skip_layers"] = int(m.group(1))
+    s = dict(meta.settings)
+    for key in ("label_samples", "max_images", "head_epochs"):
+        if key in s:
+            params[key] = s[key]
+    if "seed" in s:
+        params["random_state"] = int(s["seed"])
+    return params
 
 
 def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: str,

@@ -49,7 +49,7 @@ def _expected_failed(estimator):
 
 
 @parametrize_with_checks(
-    [ExtractorSelector(), ExtractorSelector(strategy="nearest"),
+    [ExtractorSelector(), ExtractorSelector(strategy="model2vec"),
      ExtractorSelector(strategy="nearest", metric="asymmetric", n_neighbors=1),
      ExtractorSelector(metric="normalized_cosine")],
     expected_failed_checks=_expected_failed,
@@ -137,7 +137,7 @@ def test_model2vec_is_deterministic_and_refit_safe():
     assert np.allclose(a.predict_scores(E[perm]), P[perm])
     assert np.allclose(a.predict_scores(E[:5]), P[:5])
     # higher temperature -> softer labels -> anchors closer to the overall mean
-    hot = ExtractorSelector(temperature=10.0).fit(E, Y)
+    hot = ExtractorSelector(strategy="model2vec", temperature=10.0).fit(E, Y)
     spread = np.ptp(a.anchors_, axis=0).sum()
     assert np.ptp(hot.anchors_, axis=0).sum() < spread
 
@@ -280,7 +280,7 @@ def test_from_knowledge_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(knowledge, "_default_resource",
                         lambda: tmp_path / "knowledge_default.npz")
     default = ExtractorSelector.default()
-    assert default.strategy == "model2vec"
+    assert default.strategy == "nearest" and default.metric == "hellinger"
     assert (default.predict(E[30:]) == np.array(["a", "b"], dtype=object)[g[30:]]).all()
     monkeypatch.setattr(knowledge, "_default_resource", lambda: tmp_path / "absent.npz")
     with pytest.raises(KnowledgeBaseError, match="not installed"):

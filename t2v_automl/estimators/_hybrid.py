@@ -1,0 +1,262 @@
+"""HybridSelector: the knowledge base where it knows the task, a transferability score where not.
+
+An embedding-based selector can only repeat what the knowledge base saw: for a task unlike
+every known one (a new source dataset), its neighbours are strangers and their best
+extractor is a guess. A transferability score (LogME) looks at the new task's own images
+through every candidate, so it needs no knowledge base, but it cannot tell apart tasks that
+share their images and differ in what the labels mean as well as near known tasks can. The
+hybrid embeds the task, measures its :meth:`~ExtractorSelector.novelty`, and mixes both
+rankings with :func:`~t2v_automl.estimators.blend_with_transferability`; the
+transferability score is computed only for tasks whose gate is not negligible, so tasks
+close to known ones cost one probe pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from t2v_automl._logging import logger
+from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
+from t2v_automl.estimators._selector import (
+    NOVELTY_CENTER,
+    NOVELTY_STEEPNESS,
+    ExtractorSelector,
+    SelectorMixin,
+    _check_float,
+    blend_with_transferability,
+    novelty_gate,
+)
+from t2v_automl.exceptions import IncompatibleEmbeddingError, InvalidInputTypeError
+from t2v_automl.tasks import Task
+
+if TYPE_CHECKING:
+    from t2v_automl.knowledge import KnowledgeBase
+
+__all__ = ["HybridSelector"]
+
+
+def _as_task_list(X: Any) -> list[Any]:
+    if isinstance(X, Task) or (isinstance(X, tuple) and len(X) == 2
+                               and not isinstance(X[0], Task)):
+        raise InvalidInputTypeError(
+            "X must be a sequence of tasks; got a single task. Wrap it in a list: [task]."
+        )
+    try:
+        tasks = list(X)
+    except TypeError:
+        raise InvalidInputTypeError(
+            f"X must be a sequence of tasks (Task objects, (images, labels) pairs, image "
+            f"folders or .npz files); got {type(X).__name__}."
+        ) from None
+    return [t.train if not isinstance(t, Task) and isinstance(getattr(t, "train", None), Task)
+            else t for t in tasks]
+
+
+class HybridSelector(SelectorMixin, BaseEstimator):
+    """Rank extractors for tasks: known-task neighbours, LogME where the task is new.
+
+    Parameters
+    ----------
+    embedder : Task2VecEmbedder, optional
+        How tasks are embedded (cloned at :meth:`fit`). Default ``Task2VecEmbedder()``.
+    selector : ExtractorSelector, optional
+        The knowledge-based selector (cloned at :meth:`fit`). Default
+        ``ExtractorSelector()`` (nearest known tasks, Hellinger distance).
+    transferability : TransferabilitySelector, optional
+        The score computed on novel tasks (cloned; its ``extractors`` are set to the
+        selector's). Default ``TransferabilitySelector(measure="logme")``.
+    novelty_center, novelty_steepness : float
+        The gate of :func:`~t2v_automl.estimators.blend_with_transferability`.
+    min_gate : float, default=0.01
+        Tasks whose gate is below this keep the selector's ranking and cost no
+        transferability pass (one forward pass per candidate extractor).
+
+    Attributes
+    ----------
+    embedder_ : Task2VecEmbedder
+    selector_ : ExtractorSelector
+    transferability_ : TransferabilitySelector
+    extractor_names_ : list of str
+    novelty_, gate_ : ndarray of shape (n_tasks,)
+        Of the tasks of the last :meth:`predict_scores` call: their novelty and the weight
+        of the transferability ranking (0 = knowledge base only).
+
+    Notes
+    -----
+    :meth:`predict_scores` returns standardised mixed scores (higher = better), not
+    accuracies: use :meth:`rank` / :meth:`predict`, or ``selector_.predict_scores`` for
+    the neighbours' accuracy estimate.
+
+    Examples
+    --------
+    >>> from t2v_automl.estimators import HybridSelector
+    >>> sel = HybridSelector.from_knowledge(kb)  # doctest: +SKIP
+    >>> sel.predict([my_task])  # doctest: +SKIP
+    array(['efficientnet_lite2'], dtype=object)
+    """
+
+    def __init__(self, embedder: Task2VecEmbedder | None = None,
+                 selector: ExtractorSelector | None = None, transferability: Any = None,
+                 novelty_center: float = NOVELTY_CENTER,
+                 novelty_steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.01) -> None:
+        self.embedder = embedder
+        self.selector = selector
+        self.transferability = transferability
+        self.novelty_center = novelty_center
+        self.novelty_steepness = novelty_steepness
+        self.min_gate = min_gate
+
+    def _check_params(self) -> None:
+        _check_float(self.novelty_center, "novelty_center", positive=None)
+        _check_float(self.novelty_steepness, "novelty_steepness")
+        _check_float(self.min_gate, "min_gate", positive=False)
+
+    def _fit_transferability(self, input_size: int | None = None) -> None:
+        from t2v_automl.baselines import TransferabilitySelector
+        from t2v_automl.extractors import list_extractors
+
+        base = TransferabilitySelector() if self.transferability is None \
+            else clone(self.transferability)
+        available = set(list_extractors(available_only=True))
+        usable = [n for n in self.extractor_names_ if n in available]
+        missing = [n for n in self.extractor_names_ if n not in available]
+        if missing:
+            logger.warning("extractor(s) %s are not installed: they get no transferability "
+                           "score (ranked last on novel tasks)", missing)
+        params: dict[str, Any] = {"extractors": usable}
+        if input_size is not None and base.get_params()["input_size"] is None:
+            params["input_size"] = int(input_size)
+        self.transferability_ = base.set_params(**params).fit()
+
+    def fit(self, X: Any, y: Any) -> HybridSelector:
+        """Embed the known tasks and fit the selector on their scores.
+
+        Parameters
+        ----------
+        X : sequence of tasks
+            Known tasks (anything :class:`Task2VecEmbedder` accepts).
+        y : DataFrame or array-like of shape (n_tasks, n_extractors)
+            Their extractors' scores (see :meth:`ExtractorSelector.fit`).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        tasks = _as_task_list(X)
+        self.embedder_ = (Task2VecEmbedder() if self.embedder is None
+                          else clone(self.embedder)).fit()
+        embs = self.embedder_.embed(tasks)
+        self.selector_ = (ExtractorSelector() if self.selector is None
+                          else clone(self.selector)).fit(embs, y)
+        self.extractor_names_ = list(self.selector_.extractor_names_)
+        self._fit_transferability()
+        return self
+
+    @classmethod
+    def from_knowledge(cls, kb: KnowledgeBase, *, device: str = "auto",
+                       **params: Any) -> HybridSelector:
+        """A hybrid selector whose known tasks are a knowledge base's.
+
+        The embedder reproduces the base's embeddings (same probe, method, input size,
+        layers and settings); the transferability features use the base's evaluation
+        input size.
+
+        Parameters
+        ----------
+        kb : KnowledgeBase
+        device : str, default="auto"
+            Device of the embedder and of the transferability features.
+        **params
+            Parameters of :class:`HybridSelector`; a given ``selector`` gives its
+            parameters to :meth:`ExtractorSelector.from_knowledge`.
+
+        Returns
+        -------
+        HybridSelector
+            Fitted.
+
+        Raises
+        ------
+        IncompatibleEmbeddingError
+            This installation embeds differently from the base (other probe weights).
+        """
+        from t2v_automl.baselines import TransferabilitySelector
+
+        emb_params = embedder_params_from_meta(kb.meta)
+        params.setdefault("embedder", Task2VecEmbedder(**emb_params, device=device))
+        params.setdefault("transferability", TransferabilitySelector(device=device))
+        hyb = cls(**params)
+        hyb._check_params()
+        hyb.embedder_ = clone(hyb.embedder).fit()
+        if hyb.embedder_.embedding_meta_.compat_key() != kb.meta.compat_key():
+            raise IncompatibleEmbeddingError(
+                "the knowledge base holds embeddings made differently from what this "
+                f"installation makes ({kb.meta.describe_difference(hyb.embedder_.embedding_meta_)}"
+                "; stored first). Rebuild it with `t2v-automl knowledge build`."
+            )
+        sel_params = {} if hyb.selector is None else {
+            k: v for k, v in hyb.selector.get_params().items() if k != "extractor_names"}
+        hyb.selector_ = ExtractorSelector.from_knowledge(kb, **sel_params)
+        hyb.extractor_names_ = list(hyb.selector_.extractor_names_)
+        evaluation = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
+        size = evaluation.get("input_size")
+        hyb._fit_transferability(int(size) if size else None)
+        return hyb
+
+    @classmethod
+    def default(cls, **params: Any) -> HybridSelector:
+        """A hybrid selector on the knowledge base shipped with the package.
+
+        Parameters
+        ----------
+        **params
+            As :meth:`from_knowledge` (``device`` included).
+
+        Returns
+        -------
+        HybridSelector
+        """
+        from t2v_automl.knowledge import KnowledgeBase
+
+        return cls.from_knowledge(KnowledgeBase.default(), **params)
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """Mixed ranking scores of every extractor for every task.
+
+        Parameters
+        ----------
+        X : sequence of tasks
+
+        Returns
+        -------
+        ndarray of shape (n_tasks, n_extractors)
+            Higher = better (standardised units); columns in :attr:`extractor_names_` order.
+        """
+        check_is_fitted(self, "selector_")
+        tasks = _as_task_list(X)
+        embs = self.embedder_.embed(tasks)
+        prior = self.selector_.predict_scores(embs)
+        novelty = self.selector_.novelty(embs)
+        gate = novelty_gate(novelty, center=float(self.novelty_center),
+                            steepness=float(self.novelty_steepness))
+        transfer = np.full_like(prior, np.nan)
+        rows = np.flatnonzero(gate >= float(self.min_gate))
+        if rows.size:
+            logger.info("%d of %d task(s) are novel (novelty %s): computing %s on %d "
+                        "candidate(s)", rows.size, len(tasks),
+                        np.round(novelty[rows], 2).tolist(), self.transferability_.measure,
+                        len(self.transferability_.extractor_names_))
+            scores = self.transferability_.predict_scores([tasks[i] for i in rows])
+            cols = [self.extractor_names_.index(n)
+                    for n in self.transferability_.extractor_names_]
+            transfer[np.ix_(rows, cols)] = scores
+        mixed, gate = blend_with_transferability(prior, transfer, novelty,
+                                                 center=float(self.novelty_center),
+                                                 steepness=float(self.novelty_steepness))
+        self.novelty_, self.gate_ = novelty, gate
+        return mixed
