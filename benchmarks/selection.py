@@ -28,7 +28,7 @@ ranking is compared with the held-out task's true scores. Three protocols:
 
 Methods (hyper-parameters are **fixed in advance**: the library defaults, listed in the
 results; nothing is tuned on the held-out tasks. One extra row, ``model2vec sym (inner
-CV)``, chooses ``temperature`` of the default selector among 0.003, 0.01 and 0.03 by an
+CV)``, chooses ``temperature`` of the model2vec selector among 0.003, 0.01 and 0.03 by an
 inner leave-one-source-dataset-out cross-validation (lowest mean regret) on the known
 tasks of each fold only; it is run in ``loso`` and ``lolo``, whose few folds make it
 affordable):
@@ -44,8 +44,13 @@ affordable):
   of each task's training split);
 - :class:`~t2v_automl.estimators.ExtractorSelector` on the main (Fisher) embedding:
   ``nearest`` (k=3, inverse-distance weights) with the symmetric, asymmetric and
-  Hellinger distances, ``model2vec`` (symmetric distance: the default selector), and both
-  strategies with ``normalized_cosine`` (the metric the cheap embeddings must use);
+  Hellinger distances (Hellinger: ``ExtractorSelector()``, the embedding-only default),
+  ``model2vec`` (symmetric distance), and both strategies with ``normalized_cosine`` (the
+  metric the cheap embeddings must use);
+- the **default**, :class:`~t2v_automl.estimators.HybridSelector`: ``ExtractorSelector()``
+  on the Fisher embedding blended with LogME by the task's novelty (gate centre 1.5,
+  steepness 4; rows with centres 1.0 and 2.0 show the sensitivity, and one row uses the
+  domain embedding instead of the Fisher);
 - the same selectors on the extra embedding sets: ``montecarlo_full`` (a Fisher as well:
   all four distances), ``domain`` and ``label_stat`` (``normalized_cosine``);
 - transferability scores (LogME, LEEP, NCE, H-score, 5-NN accuracy) of each candidate's
@@ -101,8 +106,13 @@ from t2v_automl.baselines import (  # noqa: E402
     meta_features,
     nce,
 )
-from t2v_automl.estimators import ExtractorSelector  # noqa: E402
-from t2v_automl.estimators._selector import top1_regret, weighted_tau  # noqa: E402
+from t2v_automl.estimators import ExtractorSelector, blend_with_transferability  # noqa: E402
+from t2v_automl.estimators._selector import (  # noqa: E402
+    NOVELTY_CENTER,
+    NOVELTY_STEEPNESS,
+    top1_regret,
+    weighted_tau,
+)
 from t2v_automl.knowledge import KnowledgeBase  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +128,13 @@ MEASURE_TITLES = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-
                   "knn_accuracy": "kNN accuracy"}
 #: The ImageNet default of the paper's Table 1 (see the module docstring).
 IMAGENET_DEFAULT = "efficientnet_lite0"
-#: The method the Goal of issue 5 is about: ``ExtractorSelector()`` on the main embedding.
-DEFAULT_METHOD = "Fisher: model2vec sym (default)"
+#: The method the Goal of issue 5 is about: ``HybridSelector.default()`` (the Fisher
+#: embedding, ``ExtractorSelector()`` = nearest/Hellinger, LogME where the task is novel).
+DEFAULT_METHOD = "hybrid: Fisher nearest hellinger + LogME (default)"
+#: ``ExtractorSelector()``: the embedding-only default.
+SELECTOR_DEFAULT = "Fisher: nearest hellinger (ExtractorSelector default)"
+#: Novelty centres of the sensitivity rows of the hybrid (the default is NOVELTY_CENTER).
+HYBRID_CENTERS = (1.0, 2.0)
 #: Inner-CV grid of the default selector (``temperature``, ``reg``).
 INNER_GRID = ((0.003, 0.1), (0.01, 0.1), (0.03, 0.1))
 #: Bump when what a cached transferability entry holds changes.
@@ -439,6 +454,42 @@ def transfer_predictor(measure: str) -> Predictor:
     return run
 
 
+def hybrid_predictor(embedding: str = "fisher", measure: str = "logme",
+                     center: float = NOVELTY_CENTER, steepness: float = NOVELTY_STEEPNESS,
+                     min_gate: float = 0.01) -> Predictor:
+    """:class:`~t2v_automl.estimators.HybridSelector` on precomputed inputs.
+
+    The same computation as ``HybridSelector.predict_scores`` (``ExtractorSelector()``
+    fitted on the known tasks, its :meth:`novelty`, then
+    :func:`~t2v_automl.estimators.blend_with_transferability`) on the knowledge base's
+    embeddings and the cached transferability scores. Time: embedding + fit + predict, plus
+    the transferability time for the tasks whose gate reaches ``min_gate`` (the only ones
+    the estimator computes it for).
+    """
+    def run(data: BenchData, known: np.ndarray, test: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        E = data.embeddings[embedding]
+        names = data.extractor_names
+        Yk = data.scores[known]
+        cols = np.flatnonzero(~np.isnan(Yk).all(axis=0))
+        sel = ExtractorSelector(extractor_names=[names[j] for j in cols])
+        t0 = time.process_time()
+        sel.fit(E[known], Yk[:, cols])
+        fit_s = time.process_time() - t0
+        t0 = time.process_time()
+        prior = np.full((len(test), len(names)), np.nan)
+        prior[:, cols] = sel.predict_scores(E[test])
+        novelty = sel.novelty(E[test])
+        pred_s = time.process_time() - t0
+        scores, t_s = data.transfer[measure]
+        mixed, gate = blend_with_transferability(prior, scores[test], novelty, center=center,
+                                                 steepness=steepness)
+        t = data.embed_time[embedding][test] + fit_s + pred_s / len(test) \
+            + np.where(gate >= min_gate, t_s[test], 0.0)
+        return mixed, t
+    return run
+
+
 def _inner_cv_selector(data: BenchData, known: np.ndarray) -> tuple[float, float]:
     """(temperature, reg) of the default selector with the lowest inner LOSO regret."""
     E, Y = data.embeddings["fisher"], data.scores
@@ -517,9 +568,9 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
         out += [
             sel(f"{title}: nearest sym", "task2vec", emb, "nearest", "symmetric"),
             sel(f"{title}: nearest asym", "task2vec", emb, "nearest", "asymmetric"),
-            sel(f"{title}: nearest hellinger", "task2vec", emb, "nearest", "hellinger"),
-            sel(DEFAULT_METHOD if emb == "fisher" else f"{title}: model2vec sym",
-                "task2vec", emb, "model2vec", "symmetric"),
+            sel(SELECTOR_DEFAULT if emb == "fisher" else f"{title}: nearest hellinger",
+                "task2vec", emb, "nearest", "hellinger"),
+            sel(f"{title}: model2vec sym", "task2vec", emb, "model2vec", "symmetric"),
         ]
         if emb == "fisher":
             out += [sel(f"{title}: nearest ncos", "task2vec", emb, "nearest",
@@ -541,7 +592,41 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
         if m in data.transfer:
             out.append(Method(MEASURE_TITLES[m], "transferability", transfer_predictor(m),
                               "train images, 64 px" + (", k=5" if m == "knn_accuracy" else "")))
+    if "logme" in data.transfer:
+        out.append(Method(DEFAULT_METHOD, "hybrid", hybrid_predictor(),
+                          f"k=3, hellinger; gate center {NOVELTY_CENTER}, steepness "
+                          f"{NOVELTY_STEEPNESS}"))
+        out += [Method(f"hybrid, gate center {c}", "hybrid", hybrid_predictor(center=c),
+                       f"as the default, center {c} (sensitivity)") for c in HYBRID_CENTERS]
+        if "domain" in data.embeddings:
+            out.append(Method("hybrid on domain embedding: ncos + LogME", "hybrid",
+                              _domain_hybrid_predictor(),
+                              "k=3, normalized_cosine; same gate"))
     return out
+
+
+def _domain_hybrid_predictor() -> Predictor:
+    """The hybrid with the cheap domain embedding (normalised cosine) in place of the Fisher."""
+    def run(data: BenchData, known: np.ndarray, test: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        E = data.embeddings["domain"]
+        Yk = data.scores[known]
+        cols = np.flatnonzero(~np.isnan(Yk).all(axis=0))
+        sel = ExtractorSelector(metric="normalized_cosine",
+                                extractor_names=[data.extractor_names[j] for j in cols])
+        t0 = time.process_time()
+        sel.fit(E[known], Yk[:, cols])
+        prior = np.full((len(test), data.n_extractors), np.nan)
+        prior[:, cols] = sel.predict_scores(E[test])
+        novelty = sel.novelty(E[test])
+        sel_s = time.process_time() - t0
+        scores, t_s = data.transfer["logme"]
+        mixed, gate = blend_with_transferability(prior, scores[test], novelty)
+        # the domain embedding is the mean of mobilenet_v2 features, which LogME computes
+        # anyway: its time is not added when LogME runs
+        t = sel_s + np.where(gate >= 0.01, t_s[test], data.embed_time["domain"][test])
+        return mixed, t
+    return run
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -886,7 +971,7 @@ def protocol_table(res: dict[str, Any]) -> str:
 TABLE1 = (("optimal", "optimal (brute force)"), ("chance", "chance"),
           ("ImageNet", f"ImageNet default ({IMAGENET_DEFAULT})"),
           ("sym", "Fisher: nearest sym"), ("asym", "Fisher: nearest asym"),
-          ("Model2Vec", DEFAULT_METHOD))
+          ("Model2Vec", "Fisher: model2vec sym"), ("hybrid (default)", DEFAULT_METHOD))
 
 
 def table1(results: dict[str, Any]) -> str:
@@ -997,7 +1082,9 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
     out += ["## Summary (generated from the numbers)", "", summary_text(results, goals), "",
             "## The paper's Table 1 columns (regret in points / weighted tau)", "",
             "sym / asym = nearest known tasks (k=3) by the symmetric / asymmetric Task2Vec "
-            "distance; Model2Vec = the default `ExtractorSelector()`.", "",
+            "distance; Model2Vec = the paper's learned metric (`strategy=\"model2vec\"`); "
+            "hybrid = the default `HybridSelector` (nearest known tasks by the Hellinger "
+            "distance, LogME as the task's novelty grows).", "",
             table1(results), ""]
     for p, res in results.items():
         out += [f"## {PROTOCOL_TITLES[p]} ({res['n_tasks']} held-out tasks, "
@@ -1014,7 +1101,8 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
                     ""]
         if p == "loso":
             out += ["Regret per held-out source dataset:", "",
-                    by_source(data, res, [DEFAULT_METHOD, "Fisher: nearest sym",
+                    by_source(data, res, [DEFAULT_METHOD, SELECTOR_DEFAULT,
+                                          "Fisher: nearest sym",
                                           "domain: model2vec ncos", "label-stat: model2vec ncos",
                                           "best on average",
                                           f"ImageNet default ({IMAGENET_DEFAULT})", "LogME"]),

@@ -13,6 +13,7 @@ close to known ones cost one probe pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from t2v_automl.exceptions import IncompatibleEmbeddingError, InvalidInputTypeEr
 from t2v_automl.tasks import Task
 
 if TYPE_CHECKING:
+    from t2v_automl.embedding import Embedding
     from t2v_automl.knowledge import KnowledgeBase
 
 __all__ = ["HybridSelector"]
@@ -84,12 +86,14 @@ class HybridSelector(SelectorMixin, BaseEstimator):
     novelty_, gate_ : ndarray of shape (n_tasks,)
         Of the tasks of the last :meth:`predict_scores` call: their novelty and the weight
         of the transferability ranking (0 = knowledge base only).
+    transfer_scores_ : ndarray of shape (n_tasks, n_extractors)
+        The transferability scores of that call (NaN where not computed).
 
     Notes
     -----
-    :meth:`predict_scores` returns standardised mixed scores (higher = better), not
-    accuracies: use :meth:`rank` / :meth:`predict`, or ``selector_.predict_scores`` for
-    the neighbours' accuracy estimate.
+    :meth:`predict_scores` orders the extractors by the mixed ranking and puts them on the
+    accuracy scale of the neighbours' prediction (``selector_.predict_scores``): the
+    differences are an estimate, not a measurement.
 
     Examples
     --------
@@ -225,21 +229,37 @@ class HybridSelector(SelectorMixin, BaseEstimator):
 
         return cls.from_knowledge(KnowledgeBase.default(), **params)
 
-    def predict_scores(self, X: Any) -> np.ndarray:
-        """Mixed ranking scores of every extractor for every task.
+    def predict_scores(self, X: Any, embeddings: Sequence[Embedding] | None = None
+                       ) -> np.ndarray:
+        """Predicted score of every extractor for every task, ordered by the mixed ranking.
 
         Parameters
         ----------
         X : sequence of tasks
+        embeddings : sequence of Embedding, optional
+            The tasks' embeddings, when already computed with :attr:`embedder_` (saves the
+            probe pass).
 
         Returns
         -------
         ndarray of shape (n_tasks, n_extractors)
-            Higher = better (standardised units); columns in :attr:`extractor_names_` order.
+            Columns in :attr:`extractor_names_` order; higher = better. The mixed,
+            standardised scores of :func:`~t2v_automl.estimators.blend_with_transferability`
+            put back on the accuracy scale of the knowledge-based prediction (its mean and
+            spread over extractors, per task): the order is the hybrid's, the level the
+            neighbours'.
         """
         check_is_fitted(self, "selector_")
         tasks = _as_task_list(X)
-        embs = self.embedder_.embed(tasks)
+        if embeddings is None:
+            embs = self.embedder_.embed(tasks)
+        else:
+            embs = list(embeddings)
+            if len(embs) != len(tasks):
+                raise InvalidInputTypeError(
+                    f"embeddings must hold one Embedding per task: {len(tasks)} task(s), "
+                    f"{len(embs)} embedding(s)."
+                )
         prior = self.selector_.predict_scores(embs)
         novelty = self.selector_.novelty(embs)
         gate = novelty_gate(novelty, center=float(self.novelty_center),
@@ -258,5 +278,7 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         mixed, gate = blend_with_transferability(prior, transfer, novelty,
                                                  center=float(self.novelty_center),
                                                  steepness=float(self.novelty_steepness))
-        self.novelty_, self.gate_ = novelty, gate
-        return mixed
+        self.novelty_, self.gate_, self.transfer_scores_ = novelty, gate, transfer
+        level = np.nanmean(prior, axis=1, keepdims=True)
+        spread = np.nanstd(prior, axis=1, keepdims=True)
+        return level + mixed * np.where(spread > 0, spread, 1.0)

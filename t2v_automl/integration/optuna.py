@@ -229,6 +229,54 @@ def _predict(selector: Any, names: list[str], values: np.ndarray,
     return {n: float(s) for n, s in zip(names, scores[0], strict=True)}
 
 
+def _selector_predictions(selector: Any, obj: Any, embedder: Any, what: str
+                          ) -> tuple[np.ndarray, EmbeddingMeta | None, list[str],
+                                     dict[str, float], Any]:
+    """Embed ``obj`` if needed and return what the selector predicts for it.
+
+    A :class:`~t2v_automl.estimators.HybridSelector` embeds a task with its own
+    ``embedder_`` and, for a novel task, computes its transferability score; given an
+    embedding only, it falls back to its knowledge-based ``selector_`` (with a warning:
+    the transferability score needs the images).
+
+    Returns
+    -------
+    values, meta, names, predicted, knowledge_selector
+        The embedding's values and metadata, the selector's extractor names, the predicted
+        score per name, and the selector whose ``metric`` applies to the knowledge base
+        (the hybrid's inner one).
+    """
+    from t2v_automl.estimators._hybrid import HybridSelector
+
+    inner = selector
+    is_task = not (isinstance(obj, Embedding) or _is_vector(obj))
+    if isinstance(selector, HybridSelector):
+        inner = getattr(selector, "selector_", None)
+        if inner is None:
+            raise NotFittedError(
+                "this HybridSelector is not fitted yet: call fit(tasks, Y) or use "
+                "HybridSelector.from_knowledge(kb) before passing it."
+            )
+        if embedder is None:
+            embedder = selector.embedder_
+    values, meta, emb = _resolve_embedding(obj, embedder, getattr(inner, "embedding_meta_", None),
+                                           what)
+    names = _check_selector(inner, values, meta)
+    if inner is selector:
+        return values, meta, names, _predict(selector, names, values, emb), inner
+    if not is_task:
+        warnings.warn(
+            f"{what} is an embedding: the HybridSelector ranks by its knowledge base only "
+            f"(its transferability score for novel tasks needs the images). Pass the task "
+            f"itself to use it.", UserWarning, stacklevel=3)
+        return values, meta, names, _predict(inner, names, values, emb), inner
+    scores = selector.predict_scores([obj], embeddings=[emb])
+    predicted = {n: float(v) for n, v in zip(names, scores[0], strict=True)}
+    logger.info("HybridSelector: novelty %.2f, weight of %s %.2f", selector.novelty_[0],
+                selector.transferability_.measure, selector.gate_[0])
+    return values, meta, names, predicted, inner
+
+
 def _known_choices(choices: Sequence[Any], names: Sequence[str], param: str,
                    warned: set[tuple[Any, ...]] | None = None) -> list[str]:
     """The choices the selector knows, in choice order; warn about the others."""
@@ -405,7 +453,9 @@ def warm_start(
         ``Dataset`` or an image folder), which is then embedded with ``embedder``.
     selector : fitted selector
         E.g. :class:`~t2v_automl.estimators.ExtractorSelector`: ``extractor_names_``,
-        ``embedding_meta_`` and ``predict_scores(E)``.
+        ``embedding_meta_`` and ``predict_scores(E)``; or a fitted
+        :class:`~t2v_automl.estimators.HybridSelector`, which embeds a task with its own
+        embedder (``embedder`` is then optional) and adds LogME for novel tasks.
     param : str, default="extractor"
         Name of the study's categorical extractor parameter.
     top_k : int, default=3
@@ -484,10 +534,8 @@ def warm_start(
             f"{type(knowledge).__name__}."
         )
     dist = _study_distribution(study, param)
-    smeta = getattr(selector, "embedding_meta_", None)
-    values, meta, emb = _resolve_embedding(task_or_embedding, embedder, smeta,
-                                           "task_or_embedding")
-    names = _check_selector(selector, values, meta)
+    values, meta, names, predicted, inner = _selector_predictions(
+        selector, task_or_embedding, embedder, "task_or_embedding")
     if choices is None:
         choices = list(dist.choices) if dist is not None else list(names)
     elif isinstance(choices, str):
@@ -495,13 +543,12 @@ def warm_start(
             f"choices must be a list of extractor names, not one string; got {choices!r}."
         )
     known = _known_choices(list(choices), names, param)
-    predicted = _predict(selector, names, values, emb)
     ranked = sorted(known, key=lambda c: (-predicted[c] if math.isfinite(predicted[c])
                                           else math.inf, known.index(c)))
     top = ranked[:int(top_k)]
     present = _present_choices(study, param)
     todo = [c for c in top if c not in present]
-    kb_params = (_kb_best_params(kb, values, meta, todo, _kb_metric(selector))
+    kb_params = (_kb_best_params(kb, values, meta, todo, _kb_metric(inner))
                  if kb is not None and todo else {})
     enqueued: list[dict[str, Any]] = []
     for c in todo:
@@ -548,9 +595,11 @@ class Task2VecSampler(BaseSampler):
     selector : fitted selector
         E.g. :class:`~t2v_automl.estimators.ExtractorSelector`; its predictions for the
         task are computed once, here.
-    embedding : Embedding or array-like of shape (dim,)
+    embedding : Embedding or array-like of shape (dim,), or a task
         The study's task embedding (embed a task first with
-        :meth:`Task2VecEmbedder.embed <t2v_automl.estimators.Task2VecEmbedder.embed>`).
+        :meth:`Task2VecEmbedder.embed <t2v_automl.estimators.Task2VecEmbedder.embed>`);
+        with a :class:`~t2v_automl.estimators.HybridSelector`, preferably the task itself
+        (its transferability score for novel tasks needs the images).
     param : str, default="extractor"
         Name of the categorical extractor parameter.
     base_sampler : optuna.samplers.BaseSampler, optional
@@ -629,9 +678,8 @@ class Task2VecSampler(BaseSampler):
                                      lambda x: 0 < x <= self._temperature,
                                      "in (0, temperature]")
         self._score_transform = _check_transform(score_transform)
-        values, meta, emb = _resolve_embedding(embedding, None, None, "embedding")
-        self._names = _check_selector(selector, values, meta)
-        self._predicted = _predict(selector, self._names, values, emb)
+        _, _, self._names, self._predicted, _ = _selector_predictions(
+            selector, embedding, None, "embedding")
         self._base = base_sampler if base_sampler is not None else TPESampler(seed=seed)
         self._rng = np.random.RandomState(seed)
         self._warned: set[tuple[Any, ...]] = set()

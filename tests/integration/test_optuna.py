@@ -487,6 +487,38 @@ def test_with_the_real_selector(real_setup, digit_tasks, tmp_path):
         warm_start(study, other, sel)
 
 
+def test_with_a_hybrid_selector(digit_tasks):
+    pd = pytest.importorskip("pandas")
+    from t2v_automl.baselines import TransferabilitySelector
+    from t2v_automl.estimators import HybridSelector, Task2VecEmbedder
+
+    names = ["raw_pixels", "mnist_cnn"]
+    Y = pd.DataFrame([[0.9, 0.5], [0.9, 0.6], [0.8, 0.7]], columns=names)
+
+    def hybrid(center):
+        return HybridSelector(
+            embedder=Task2VecEmbedder(probe="tiny_random", image_size=16, max_images=40,
+                                      head_epochs=3),
+            transferability=TransferabilitySelector(measure="knn_accuracy", max_images=40),
+            novelty_center=center).fit(digit_tasks[1:], Y)
+
+    far = hybrid(-1e6)  # every task is novel: the ranking is the transferability score's
+    direct = far.transferability_.predict_scores(digit_tasks[:1])[0]
+    expected = [names[j] for j in np.argsort(-direct, kind="stable")]
+    study = optuna.create_study(direction="maximize")
+    out = warm_start(study, digit_tasks[0], far, top_k=2)  # embeds with its own embedder
+    assert [p["extractor"] for p in out] == expected
+    sampler = Task2VecSampler(far, digit_tasks[0], seed=0)
+    assert max(sampler.predicted_scores, key=sampler.predicted_scores.get) == expected[0]
+    # given only an embedding, the hybrid ranks by its knowledge base, and says so
+    e = far.embedder_.embed(digit_tasks[:1])[0]
+    with pytest.warns(UserWarning, match="knowledge base only"):
+        out = warm_start(optuna.create_study(direction="maximize"), e, far, top_k=1)
+    assert out[0]["extractor"] == far.selector_.predict([e])[0]
+    with pytest.raises(NotFittedError, match="HybridSelector"):
+        warm_start(study, digit_tasks[0], HybridSelector())
+
+
 # ======================================================================== KnowledgeCallback
 
 
