@@ -60,6 +60,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,29 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _real_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` with symbolic links resolved: the file that is really read and replaced.
+
+    Writers that name one knowledge base through different links (``~/kb.npz`` ->
+    ``/shared/kb.npz``) must lock the same sidecar file and replace the real file, not the
+    link; otherwise their updates diverge and some are lost.
+    """
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+#: One lock per knowledge-base file for the threads of this process. ``flock`` already
+#: excludes threads that open the lock file separately on a local file system, but where
+#: it is emulated with POSIX record locks (NFS), locks belong to the process and threads
+#: would not exclude each other.
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(target: Path) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(str(target), threading.Lock())
 
 
 def _checksum(meta_doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
@@ -1077,8 +1101,9 @@ class KnowledgeBase:
 
         The data go to a temporary file in the same directory, which is fsync-ed and then
         moved over ``path`` with :func:`os.replace`, so readers see either the old or the
-        new file, never a partial one. ``path`` is used as given (no suffix is added).
-        Concurrent writers should use :meth:`locked_update`.
+        new file, never a partial one. No suffix is added to ``path``; a symbolic link is
+        followed (the file it points to is replaced, the link stays). Concurrent writers
+        should use :meth:`locked_update`.
 
         Parameters
         ----------
@@ -1090,11 +1115,11 @@ class KnowledgeBase:
         pathlib.Path
             The path written.
         """
-        target = Path(path)
-        directory = target.parent if str(target.parent) else Path(".")
+        target = _real_target(path)
+        directory = target.parent
         if not directory.is_dir():
             raise KnowledgeBaseError(
-                f"cannot save the knowledge base to {str(target)!r}: directory "
+                f"cannot save the knowledge base to {str(path)!r}: directory "
                 f"{str(directory)!r} does not exist. Create it first."
             )
         arrays = self._to_arrays()
@@ -1319,8 +1344,11 @@ class KnowledgeBase:
         Parameters
         ----------
         path : str or path-like
-            The knowledge base file. The lock is taken on the sidecar ``<path>.lock``, which
-            is left in place (removing it would open a race).
+            The knowledge base file. Symbolic links are resolved first, so writers naming
+            the file through different links exclude each other. The lock is taken on the
+            sidecar ``<file>.lock`` next to the real file, which is left in place (removing
+            it would open a race), and, for the threads of one process, on an in-process
+            lock per file.
         meta : EmbeddingMeta, optional
             Needed when the file does not exist yet (a new base is created with it). When the
             file exists, it must have been made compatibly.
@@ -1348,41 +1376,52 @@ class KnowledgeBase:
                 "locked_update() needs fcntl.flock, which this platform lacks; run the "
                 "writers on a POSIX system, or write separate files and merge() them."
             ) from None
-        target = Path(path)
+        target = _real_target(path)
         lock_path = target.with_name(target.name + ".lock")
         if not target.parent.is_dir():
             raise KnowledgeBaseError(
-                f"cannot lock {str(target)!r}: directory {str(target.parent)!r} does not "
+                f"cannot lock {str(path)!r}: directory {str(target.parent)!r} does not "
                 f"exist. Create it first."
             )
-        with open(lock_path, "a+b") as lock_fh:
-            if timeout is None:
-                fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX)
-            else:
-                deadline = time.monotonic() + max(0.0, float(timeout))
-                while True:
-                    try:
-                        fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise KnowledgeBaseError(
-                                f"could not lock {str(lock_path)!r} within {timeout} s: another "
-                                f"process holds it. Retry later or raise the timeout."
-                            ) from None
-                        time.sleep(0.05)
-            try:
-                if target.exists():
-                    kb = cls.load(target, expected_meta=meta)
-                elif meta is not None:
-                    kb = cls.empty(meta, extractor_names)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+
+        def too_late() -> KnowledgeBaseError:
+            return KnowledgeBaseError(
+                f"could not lock {str(lock_path)!r} within {timeout} s: another process or "
+                f"thread holds it. Retry later or raise the timeout."
+            )
+
+        thread_lock = _thread_lock(target)
+        if not thread_lock.acquire(timeout=-1 if deadline is None
+                                   else max(0.0, deadline - time.monotonic())):
+            raise too_late()
+        try:
+            with open(lock_path, "a+b") as lock_fh:
+                if deadline is None:
+                    fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX)
                 else:
-                    raise KnowledgeBaseError(
-                        f"knowledge base {str(target)!r} does not exist and no meta was given "
-                        f"to create it; pass meta=<EmbeddingMeta of your embeddings>."
-                    )
-                yield kb
-                kb.save(target)
-            finally:
-                fcntl.flock(lock_fh.fileno(), fcntl.LOCK_UN)
+                    while True:
+                        try:
+                            fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() >= deadline:
+                                raise too_late() from None
+                            time.sleep(0.05)
+                try:
+                    if target.exists():
+                        kb = cls.load(target, expected_meta=meta)
+                    elif meta is not None:
+                        kb = cls.empty(meta, extractor_names)
+                    else:
+                        raise KnowledgeBaseError(
+                            f"knowledge base {str(path)!r} does not exist and no meta was "
+                            f"given to create it; pass meta=<EmbeddingMeta of your embeddings>."
+                        )
+                    yield kb
+                    kb.save(target)
+                finally:
+                    fcntl.flock(lock_fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            thread_lock.release()
 

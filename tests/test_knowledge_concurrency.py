@@ -1,0 +1,148 @@
+"""Many writers at once on one knowledge-base file lose nothing (issue 8, item 5).
+
+The fast version of ``benchmarks/bench_knowledge_stress.py`` (whose worker and checking
+code it runs), plus the cases that once lost writes: a file named through a symbolic link
+by some writers and through its real path by others, and threads of one process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import optuna
+import pytest
+
+from t2v_automl.embedding import Embedding, EmbeddingMeta
+from t2v_automl.integration.optuna import KnowledgeCallback
+from t2v_automl.knowledge import KnowledgeBase
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+META = EmbeddingMeta(probe="p", weights_sha256="0" * 64, method="exact", input_size=32,
+                     layers="all", dim=8)
+
+pytestmark = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "win32",
+    reason="needs fcntl and the fork start method")
+
+
+@pytest.fixture(scope="module")
+def stress() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_knowledge_stress",
+                                                  BENCH / "bench_knowledge_stress.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_knowledge_stress"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_adds_and_callbacks_at_once_lose_nothing(stress: ModuleType, tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    r = stress.run_stress(tmp_path / "run", adders=4, callbacks=4, writes=10, dim=16)
+    assert r["problems"] == []
+    assert (r["add_attempted"], r["add_stored"], r["add_lost"]) == (40, 40, 0)
+    assert r["trials_completed"] == 40
+    assert r["callback_cells_expected"] == r["callback_cells_stored"] > 0
+    assert r["unexpected"] == 0
+    # independently of the checker: the file verifies and holds exactly what was written
+    kb = KnowledgeBase.load(tmp_path / "run" / "kb.npz")
+    assert len(kb) == 1 + 4 * 5 + 2 and len(set(kb.task_names)) == len(kb)
+    assert len(kb.extractor_names) == 1 + 4 * 5 + len(stress.EXTRACTORS)
+    assert sorted(os.listdir(tmp_path / "run")) == sorted(
+        ["kb.npz", "kb.npz.lock", "studies.db"] + [f"timing-{w}.json" for w in range(4)])
+
+
+def test_the_checker_sees_a_lost_write(stress: ModuleType, tmp_path: Path) -> None:
+    r = stress.run_stress(tmp_path, adders=2, callbacks=0, writes=4, dim=8)
+    assert r["problems"] == [] and r["add_lost"] == 0
+    path = tmp_path / "kb.npz"
+    kb = KnowledgeBase.load(path)
+    kb.subset([n for n in kb.task_names if n != "add-w1-k2"]).save(path)
+    again = stress.check(str(path), 2, 4, 8, None, {})
+    assert again["add_lost"] == 1 and again["problems"] == ["task add-w1-k2 lost"]
+
+
+def _vec(k: int) -> np.ndarray:
+    return np.random.default_rng(k).random(META.dim) + 0.1
+
+
+def _link_writer(path: str, worker: int, n: int, barrier: object) -> None:
+    barrier.wait(timeout=60)  # type: ignore[attr-defined]
+    for k in range(n):
+        with KnowledgeBase.locked_update(path, META) as kb:
+            kb.add(f"w{worker}-{k}", _vec(100 * worker + k), {"e": 0.5})
+
+
+def test_writers_through_a_symlink_and_the_real_path_share_one_lock(tmp_path: Path) -> None:
+    # Regression: the lock file was "<name as given>.lock" and os.replace() replaced the
+    # link itself, so writers using the link and writers using the real path each kept
+    # their own file and lost the other's writes.
+    (tmp_path / "shared").mkdir()
+    real = tmp_path / "shared" / "kb.npz"
+    KnowledgeBase.empty(META).save(real)
+    link = tmp_path / "mine.npz"
+    link.symlink_to(real)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_link_writer, args=(str(p), w, 8, barrier))
+             for w, p in enumerate([real, link, real, link])]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert link.is_symlink()
+    assert sorted(KnowledgeBase.load(link).task_names) == sorted(
+        f"w{w}-{k}" for w in range(4) for k in range(8))
+    assert sorted(os.listdir(tmp_path)) == ["mine.npz", "shared"]
+    # save() through a link writes the file it points to and keeps the link
+    kb = KnowledgeBase.load(link)
+    kb.add("via-link", _vec(999), {"e": 0.1})
+    kb.save(link)
+    assert link.is_symlink() and "via-link" in KnowledgeBase.load(real)
+
+
+def test_threads_of_one_process_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "kb.npz"
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for k in range(10):
+                with KnowledgeBase.locked_update(path, META) as kb:
+                    kb.add(f"t{worker}-{k}", _vec(100 * worker + k), {f"col{worker}": 0.5})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    kb = KnowledgeBase.load(path)
+    assert sorted(kb.task_names) == sorted(f"t{w}-{k}" for w in range(6) for k in range(10))
+    assert sorted(kb.extractor_names) == [f"col{w}" for w in range(6)]
+
+
+def test_callback_on_a_file_from_optuna_threads_loses_nothing(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [f"e{j:02d}" for j in range(24)]
+    path = tmp_path / "kb.npz"
+    cb = KnowledgeCallback(path, Embedding(_vec(1), META, task_name="task"))
+    study = optuna.create_study(direction="maximize")
+    for e in names:
+        study.enqueue_trial({"extractor": e})
+    study.optimize(lambda t: 0.01 + names.index(t.suggest_categorical("extractor", names)) / 50,
+                   n_trials=len(names), n_jobs=6, callbacks=[cb])
+    kb = KnowledgeBase.load(path)
+    assert sorted(kb.extractor_names) == names
+    row = kb.scores_frame().loc["task"]
+    assert {e: row[e] for e in names} == {e: 0.01 + j / 50 for j, e in enumerate(names)}
