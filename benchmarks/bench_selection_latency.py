@@ -180,7 +180,8 @@ def run_selector(E: np.ndarray, Y: np.ndarray, names: list[str], strategy: str, 
     with PeakMemory() as q_mem:
         times, ranks = latencies(lambda q: sel.rank(q), queries, repeats, budget_s)
     row = {"fit_s": fit_s, "fit_peak_gb": fit_mem.added / GB,
-           "query_peak_gb": q_mem.added / GB, **summary(times)}
+           "query_peak_gb": q_mem.added / GB, "load_1min": os.getloadavg()[0],
+           **summary(times)}
     return row, ranks
 
 
@@ -200,7 +201,8 @@ def run_index(E: np.ndarray, Y: np.ndarray, names: list[str], metric: str, dtype
     with PeakMemory() as q_mem:
         times, ranks = latencies(rank_one, queries, repeats, budget_s)
     row = {"fit_s": build_s, "fit_peak_gb": build_mem.added / GB,
-           "index_gb": index.nbytes / GB, "query_peak_gb": q_mem.added / GB, **summary(times)}
+           "index_gb": index.nbytes / GB, "query_peak_gb": q_mem.added / GB,
+           "load_1min": os.getloadavg()[0], **summary(times)}
     return row, ranks
 
 
@@ -353,12 +355,12 @@ def markdown(data: dict[str, Any]) -> str:
     for r in data["rows"]:
         if r.get("median_ms") is None:
             table.append([r["n_known"], r["path"], r["strategy"], r["metric"], r["dtype"],
-                          "not run", "", "", "", "", r.get("not_run", "")])
+                          "not run", "", "", "", "", "", r.get("not_run", "")])
             continue
         table.append([r["n_known"], r["path"], r["strategy"], r["metric"], r["dtype"],
                       round(r["median_ms"], 1), round(r["p95_ms"], 1), r["n_queries"],
                       round(r["fit_s"], 2), gb(max(r["fit_peak_gb"], r["query_peak_gb"])),
-                      r.get("same_ranking_as_selector", "")])
+                      round(r["load_1min"], 1), r.get("same_ranking_as_selector", "")])
     grow = [[g["path"], g["strategy"], g["metric"], g["dtype"], f"{g['from']} -> {g['to']}",
              round(g["latency_ratio"], 1), round(g["exponent"], 2)] for g in data["growth"]]
     return "\n".join([
@@ -378,10 +380,13 @@ def markdown(data: dict[str, Any]) -> str:
         "dtype)` built once, then per task the distances, the selector's own neighbour vote "
         "and ranking (the proposed selector path). `fit / build` = selector fit or index "
         "construction; `peak GB` = the largest RSS the fit/build or the queries added. "
-        "`same ranking` = queries whose full ranking equals the selector's.",
+        "`load` = the machine's 1-minute load average after the queries (2 cores: above 2, "
+        "other jobs were competing for them). `same ranking` = queries whose full ranking "
+        "equals the selector's.",
         "",
         md_table(["known tasks", "path", "strategy", "metric", "dtype", "median ms",
-                  "p95 ms", "queries", "fit / build s", "peak GB", "same ranking"], table),
+                  "p95 ms", "queries", "fit / build s", "peak GB", "load", "same ranking"],
+                 table),
         "",
         "## Growth with the number of known tasks",
         "",
