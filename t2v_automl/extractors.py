@@ -74,6 +74,7 @@ from t2v_automl.probes import (
     get_probe,
     resolve_device,
 )
+from t2v_automl.tasks import LazyImages
 
 __all__ = [
     "Extractor",
@@ -222,7 +223,7 @@ class Extractor:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def _run(self, fn: FeatureFn, images: np.ndarray, batch_size: int,
+    def _run(self, fn: FeatureFn, images: np.ndarray | LazyImages, batch_size: int,
              input_size: int | None, what: str) -> np.ndarray:
         arr = _check_images(images, self.name)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
@@ -243,14 +244,15 @@ class Extractor:
         logger.debug("extractor %r: %s of %d images", self.name, what, n)
         return out
 
-    def transform(self, images: np.ndarray, batch_size: int = 128,
+    def transform(self, images: np.ndarray | LazyImages, batch_size: int = 128,
                   input_size: int | None = None) -> np.ndarray:
         """Penultimate-layer features of images.
 
         Parameters
         ----------
-        images : ndarray of shape (n, 3, H, W), float32 in [0, 1]
-            As held by :class:`~t2v_automl.tasks.Task` (1 channel is accepted too).
+        images : ndarray or LazyImages of shape (n, 3, H, W), float32 in [0, 1]
+            As held by :class:`~t2v_automl.tasks.Task` (1 channel is accepted too); lazy
+            images are decoded one batch at a time.
         batch_size : int, default=128
             Images per forward pass.
         input_size : int, optional
@@ -263,13 +265,13 @@ class Extractor:
         """
         return self._run(self._features, images, batch_size, input_size, "features")
 
-    def source_logits(self, images: np.ndarray, batch_size: int = 128,
+    def source_logits(self, images: np.ndarray | LazyImages, batch_size: int = 128,
                       input_size: int | None = None) -> np.ndarray:
         """Logits of the network's own source-task classifier.
 
         Parameters
         ----------
-        images : ndarray of shape (n, 3, H, W), float32 in [0, 1]
+        images : ndarray or LazyImages of shape (n, 3, H, W), float32 in [0, 1]
         batch_size : int, default=128
         input_size : int, optional
 
@@ -292,9 +294,14 @@ class Extractor:
         return self._run(self._logits, images, batch_size, input_size, "source logits")
 
 
-def _check_images(images: Any, name: str) -> np.ndarray:
+def _check_images(images: Any, name: str) -> np.ndarray | LazyImages:
     if hasattr(images, "images") and not isinstance(images, np.ndarray):
         images = images.images  # a Task
+    if isinstance(images, LazyImages):
+        if len(images) == 0:
+            raise InvalidInputTypeError(
+                f"extractor {name!r} expects at least one image; got an empty LazyImages.")
+        return images  # decoded batch by batch
     if not isinstance(images, np.ndarray):
         raise InvalidInputTypeError(
             f"extractor {name!r} expects images as a numpy array of shape (n, 3, H, W) with "

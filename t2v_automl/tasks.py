@@ -5,6 +5,11 @@ values in ``[0, 1]`` (grey images are repeated on three channels, an alpha chann
 composited onto white), integer labels ``0..K-1``, the original label values
 (``classes``), a name and free-form provenance. :func:`as_task` turns whatever a user
 has (arrays, an ``(images, labels)`` pair, a torch ``Dataset``, an image folder) into one.
+
+A task read from an image folder is *lazy*: its ``images`` is a :class:`LazyImages`, which
+lists the files up front and decodes only the images that are indexed, so a folder larger
+than memory can be embedded batch by batch (only the class-balanced subsample is ever
+decoded).
 """
 
 from __future__ import annotations
@@ -12,16 +17,17 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
+from t2v_automl._logging import logger
 from t2v_automl.exceptions import ImageFolderError, InvalidInputTypeError, InvalidTaskError
 
-__all__ = ["Task", "as_task", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
+__all__ = ["Task", "LazyImages", "as_task", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -118,6 +124,164 @@ def _encode_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), classes
 
 
+#: Images decoded at a time when a :class:`LazyImages` is iterated or hashed as a whole.
+_DECODE_CHUNK = 256
+
+
+class LazyImages:
+    """The images of an image folder, decoded only when they are indexed.
+
+    It stands in for the ``(n, 3, H, W)`` float32 array of a :class:`Task`: it has
+    ``shape``, ``dtype``, ``ndim`` and ``len``, and indexing it along the first axis (an
+    integer, a slice, an integer array or a boolean mask, optionally followed by indices
+    of the other axes) reads, converts and resizes just those files and returns a numpy
+    array equal, bit for bit, to the same rows of the fully decoded array.
+    ``np.asarray(images)`` decodes everything (use it only for folders that fit in
+    memory).
+
+    Parameters
+    ----------
+    files : sequence of path-like
+        One image file per row, in row order.
+    image_size : int
+        Every image is resized to ``image_size`` x ``image_size``.
+
+    Notes
+    -----
+    It pickles as its list of file names, so tasks shipped to joblib, dask or Ray
+    workers carry no pixels; the workers must see the same files.
+    """
+
+    def __init__(self, files: Sequence[str | os.PathLike[str]], image_size: int) -> None:
+        self.files = tuple(os.fspath(f) for f in files)
+        self.image_size = int(image_size)
+        self._digest: str | None = None
+
+    # ------------------------------------------------------------------ array protocol
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(n, 3, image_size, image_size)``."""
+        return (len(self.files), 3, self.image_size, self.image_size)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """Always ``float32`` (values in [0, 1])."""
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        """Always 4."""
+        return 4
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the fully decoded array would take."""
+        return int(np.prod(self.shape)) * 4
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):
+            if not key:
+                return self.take(np.arange(len(self)))
+            if key[0] is Ellipsis or key[0] is None:
+                return np.asarray(self)[key]
+            rows = self[key[0]]
+            rest = key[1:]
+            return rows[rest] if rows.ndim == 3 else rows[(slice(None), *rest)]
+        if key is Ellipsis:
+            return self.take(np.arange(len(self)))
+        if key is None:
+            return self.take(np.arange(len(self)))[None]
+        try:
+            idx = np.arange(len(self))[key]
+        except IndexError as exc:
+            raise IndexError(f"{exc} (a LazyImages of {len(self)} images)") from exc
+        if np.ndim(idx) == 0:
+            return self.take(np.asarray([idx]))[0]
+        return self.take(idx)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        logger.debug("decoding all %d images of a lazy image folder (%.1f MB)", len(self),
+                      self.nbytes / 1e6)
+        out = self.take(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), _DECODE_CHUNK):
+            yield from self.take(np.arange(start, min(len(self), start + _DECODE_CHUNK)))
+
+    def __repr__(self) -> str:
+        return f"LazyImages(n={len(self)}, image_size={self.image_size})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": self.files, "image_size": self.image_size, "_digest": self._digest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.files = state["files"]
+        self.image_size = state["image_size"]
+        self._digest = state["_digest"]
+
+    # ------------------------------------------------------------------ decoding
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Decode the images at ``indices``.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Row numbers, in the order wanted (repeats allowed).
+
+        Returns
+        -------
+        ndarray of shape (len(indices), 3, image_size, image_size), float32 in [0, 1]
+
+        Raises
+        ------
+        ImageFolderError
+            A file cannot be decoded any more (it passed the check made when the folder
+            was listed, so it was changed, removed or is truncated after its header).
+        """
+        from PIL import Image
+
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        size = self.image_size
+        if idx.size == 0:
+            return np.empty((0, 3, size, size), dtype=np.float32)
+        arrs = []
+        for i in idx:
+            f = self.files[int(i)]
+            arr = _read_image(Path(f), size, Image)
+            if not isinstance(arr, np.ndarray):
+                raise ImageFolderError(
+                    f"cannot decode {f!r}: {arr}. It passed the check made when its folder "
+                    "was listed, so it was changed or removed since, or it is truncated after "
+                    "its header. Repair or delete the file and list the folder again, or use "
+                    "Task.from_folder(..., lazy=False) to skip unreadable files with a warning."
+                )
+            arrs.append(arr)
+        return _to_nchw(np.stack(arrs), "nhwc")
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LazyImages:
+        """The lazy images at ``indices`` (nothing is decoded)."""
+        idx = np.arange(len(self))[np.asarray(indices)]
+        return LazyImages([self.files[int(i)] for i in np.atleast_1d(idx)], self.image_size)
+
+    def digest(self) -> str:
+        """A sha256 of the files' bytes (in row order) and the image size.
+
+        Reads every file once (without decoding it) and remembers the result.
+        """
+        if self._digest is None:
+            h = hashlib.sha256()
+            h.update(repr(("LazyImages-v1", len(self), self.image_size)).encode())
+            for f in self.files:
+                with open(f, "rb") as fh:
+                    h.update(hashlib.file_digest(fh, "sha256").digest())
+            self._digest = h.hexdigest()
+        return self._digest
+
+
 @dataclass(eq=False)
 class Task:
     """A labelled image dataset: the unit that is embedded and evaluated.
@@ -127,7 +291,9 @@ class Task:
 
     Attributes
     ----------
-    images : ndarray of shape (n, 3, H, W), float32 in [0, 1]
+    images : ndarray or LazyImages of shape (n, 3, H, W), float32 in [0, 1]
+        A :class:`LazyImages` for tasks read from an image folder (decoded when
+        indexed), else an array.
     labels : ndarray of shape (n,), int64 in ``0..n_classes-1``
     classes : ndarray of shape (n_classes,)
         The original label value of each code.
@@ -137,7 +303,7 @@ class Task:
         label function, classes...). It does not enter the fingerprint.
     """
 
-    images: np.ndarray
+    images: np.ndarray | LazyImages
     labels: np.ndarray
     classes: np.ndarray
     name: str = "task"
@@ -210,12 +376,12 @@ class Task:
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str], *, image_size: int = 224,
                     name: str | None = None, on_error: str = "warn",
-                    provenance: Mapping[str, Any] | None = None) -> Task:
+                    provenance: Mapping[str, Any] | None = None, lazy: bool = True) -> Task:
         """Load an image folder laid out as ``root/<class>/<image>`` (torchvision ImageFolder).
 
         Images are converted to RGB (alpha composited onto white) and resized to
-        ``image_size`` x ``image_size`` as they are read, so a folder of large photos does
-        not fill memory.
+        ``image_size`` x ``image_size`` when they are decoded, so a folder of large photos
+        does not fill memory.
 
         Parameters
         ----------
@@ -226,12 +392,29 @@ class Task:
         on_error : {"warn", "raise"}, default="warn"
             What to do with an unreadable, non-image or oversized file: skip it with a
             warning that names it, or raise :class:`ImageFolderError` naming it.
+        provenance : mapping, optional
+            Added to ``{"source": "folder", "path": ...}``.
+        lazy : bool, default=True
+            List the files and read only their headers now (a file whose header cannot
+            be read, or that is too large, is skipped or raises as ``on_error`` says);
+            the task's ``images`` is then a :class:`LazyImages` that decodes an image
+            when it is indexed, so memory does not grow with the folder. ``False``
+            decodes every image now into one array (a file that fails to decode is then
+            skipped too).
+
+        Returns
+        -------
+        Task
         """
         from PIL import Image
 
         root = Path(path)
         if on_error not in ("warn", "raise"):
             raise InvalidTaskError(f"on_error must be 'warn' or 'raise'; got {on_error!r}.")
+        if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) \
+                or image_size < 1:
+            raise InvalidTaskError(
+                f"image_size must be a positive integer (pixels); got {image_size!r}.")
         if not root.is_dir():
             raise ImageFolderError(
                 f"image folder {str(root)!r} does not exist or is not a directory."
@@ -243,19 +426,22 @@ class Task:
                 "root/<class>/<image> (torchvision ImageFolder)."
             )
         imgs: list[np.ndarray] = []
+        files: list[Path] = []
         labs: list[str] = []
         skipped: list[str] = []
         for cdir in class_dirs:
             for f in sorted(cdir.rglob("*")):
                 if not f.is_file() or f.name.startswith("."):
                     continue
-                arr = _read_image(f, image_size, Image)
+                arr = _read_image(f, image_size, Image, decode=not lazy)
                 if isinstance(arr, str):
                     if on_error == "raise":
                         raise ImageFolderError(f"cannot use {str(f)!r}: {arr}")
                     skipped.append(f"{f} ({arr})")
                     continue
-                imgs.append(arr)
+                if arr is not None:
+                    imgs.append(arr)
+                files.append(f)
                 labs.append(cdir.name)
         if skipped:
             warnings.warn(
@@ -263,14 +449,20 @@ class Task:
                 + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
                 UserWarning, stacklevel=2,
             )
-        if not imgs:
+        if not files:
             raise ImageFolderError(
                 f"no readable images under {str(root)!r} (extensions "
                 f"{', '.join(IMAGE_EXTENSIONS)})."
             )
         prov = {"source": "folder", "path": str(root.resolve()), **dict(provenance or {})}
-        return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name or root.name,
-                               provenance=prov, layout="nhwc")
+        if not lazy:
+            return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name or root.name,
+                                   provenance=prov, layout="nhwc")
+        codes, classes = _encode_labels(np.asarray(labs), len(files))
+        logger.debug("listed %d images of %d classes in %s (decoded when used)", len(files),
+                     classes.shape[0], root)
+        return cls(LazyImages([f.resolve() for f in files], int(image_size)), codes, classes,
+                   str(name or root.name), prov)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -290,17 +482,37 @@ class Task:
         return int(c), int(h), int(w)
 
     @property
+    def is_lazy(self) -> bool:
+        """Whether the images are decoded on demand (a task read from an image folder)."""
+        return isinstance(self.images, LazyImages)
+
+    @property
     def fingerprint(self) -> str:
-        """A sha256 of the images and labels, stable across runs and machines."""
+        """A sha256 of the images and labels, stable across runs and machines.
+
+        For a lazy folder task it hashes the image files' bytes, the image size and the
+        labels (it reads every file once, decodes none), so it differs from the
+        fingerprint of the same images held as an array.
+        """
         h = hashlib.sha256()
-        h.update(repr((self.images.shape, str(self.images.dtype))).encode())
-        h.update(np.ascontiguousarray(self.images).tobytes())
+        if isinstance(self.images, LazyImages):
+            h.update(self.images.digest().encode())
+        else:
+            h.update(repr((self.images.shape, str(self.images.dtype))).encode())
+            h.update(np.ascontiguousarray(self.images).tobytes())
         h.update(np.ascontiguousarray(self.labels.astype(np.int64)).tobytes())
         return h.hexdigest()
 
     def subset(self, indices: Sequence[int] | np.ndarray, *, name: str | None = None) -> Task:
-        """Return the task restricted to ``indices`` (labels re-encoded, checks re-run)."""
+        """Return the task restricted to ``indices`` (labels re-encoded, checks re-run).
+
+        A lazy task gives a lazy task: nothing is decoded.
+        """
         idx = np.asarray(indices)
+        if isinstance(self.images, LazyImages):
+            sub = self.images.subset(idx)
+            codes, classes = _encode_labels(self.classes[self.labels[idx]], len(sub))
+            return Task(sub, codes, classes, name or self.name, dict(self.provenance))
         return Task.from_arrays(self.images[idx], self.classes[self.labels[idx]],
                                 name=name or self.name, provenance=self.provenance)
 
@@ -310,8 +522,19 @@ class Task:
                 f"image_shape=({c}, {h}, {w}))")
 
 
-def _read_image(f: Path, size: int, Image: Any) -> np.ndarray | str:
-    """Read one image as uint8 ``(size, size, 3)``, or return why it cannot be used."""
+@overload
+def _read_image(f: Path, size: int, Image: Any) -> np.ndarray | str: ...
+
+
+@overload
+def _read_image(f: Path, size: int, Image: Any, decode: bool) -> np.ndarray | str | None: ...
+
+
+def _read_image(f: Path, size: int, Image: Any, decode: bool = True) -> np.ndarray | str | None:
+    """Read one image as uint8 ``(size, size, 3)``, or return why it cannot be used.
+
+    With ``decode=False`` only the header is read (format, size) and None means usable.
+    """
     if f.suffix.lower() not in IMAGE_EXTENSIONS:
         return "not an image file extension"
     try:
@@ -321,6 +544,8 @@ def _read_image(f: Path, size: int, Image: Any) -> np.ndarray | str:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
                     return f"{w}x{h} pixels is more than {MAX_IMAGE_PIXELS} (decompression bomb?)"
+                if not decode:
+                    return None
                 im.draft("RGB", (size, size))
                 if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                     rgba = im.convert("RGBA")

@@ -156,3 +156,98 @@ def test_npz_path(tmp_path):
     np.savez(tmp_path / "bad.npz", x=_imgs(4))
     with pytest.raises(InvalidTaskError, match="'images' and 'labels'"):
         as_task(tmp_path / "bad.npz")
+
+
+# ----------------------------------------------------------------------------- lazy folders
+def _write_random_folder(root, n_per_class=5, size=(11, 9)):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b", "c"):
+        (root / c).mkdir(parents=True)
+        for i in range(n_per_class):
+            mode = "RGBA" if i == 0 else "L" if i == 1 else "RGB"
+            shape = (*size[::-1], {"RGBA": 4, "L": 1, "RGB": 3}[mode])
+            arr = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(arr[..., 0] if mode == "L" else arr, mode).save(root / c / f"{i}.png")
+
+
+def test_lazy_folder_equals_eager_bit_for_bit(tmp_path):
+    from t2v_automl.tasks import LazyImages
+
+    _write_random_folder(tmp_path)
+    lazy = Task.from_folder(tmp_path, image_size=16)
+    eager = Task.from_folder(tmp_path, image_size=16, lazy=False)
+    assert lazy.is_lazy and not eager.is_lazy and isinstance(lazy.images, LazyImages)
+    assert lazy.images.shape == eager.images.shape == (15, 3, 16, 16)
+    assert lazy.images.dtype == np.float32 and lazy.image_shape == (3, 16, 16)
+    assert np.array_equal(lazy.labels, eager.labels)
+    assert np.array_equal(lazy.classes, eager.classes)
+    full = eager.images
+    assert np.array_equal(np.asarray(lazy.images), full)
+    mask = lazy.labels == 1
+    for key in (3, -1, slice(2, 9, 3), np.array([4, 0, 4]), [1, 2], mask, (mask, 0),
+                (slice(None), 1, slice(0, 4)), (2, 0, 5), ...):
+        assert np.array_equal(lazy.images[key], full[key]), key
+    assert np.array_equal(np.stack(list(lazy.images)), full)
+    with pytest.raises(IndexError):
+        lazy.images[15]
+
+
+def test_lazy_folder_subset_pickle_and_fingerprint(tmp_path):
+    import pickle
+
+    _write_random_folder(tmp_path)
+    t = Task.from_folder(tmp_path, image_size=16)
+    sub = t.subset(np.flatnonzero(t.labels != 0))
+    assert sub.is_lazy and sub.n_classes == 2 and sub.classes.tolist() == ["b", "c"]
+    assert np.array_equal(np.asarray(sub.images), np.asarray(t.images)[t.labels != 0])
+    back = pickle.loads(pickle.dumps(t))
+    assert len(pickle.dumps(t)) < 10_000  # file names, not pixels
+    assert back.fingerprint == t.fingerprint == Task.from_folder(tmp_path, image_size=16
+                                                                 ).fingerprint
+    assert Task.from_folder(tmp_path, image_size=8).fingerprint != t.fingerprint
+    (tmp_path / "a" / "3.png").write_bytes((tmp_path / "a" / "4.png").read_bytes())
+    assert Task.from_folder(tmp_path, image_size=16).fingerprint != t.fingerprint
+
+
+def test_lazy_folder_decodes_only_what_is_used(tmp_path, monkeypatch):
+    import t2v_automl.tasks as tasks_mod
+    from t2v_automl.estimators import Task2VecEmbedder
+
+    _write_random_folder(tmp_path, n_per_class=20)
+    decoded = []
+    real = tasks_mod._read_image
+
+    def spy(f, size, Image, decode=True):
+        if decode:
+            decoded.append(f.name)
+        return real(f, size, Image, decode)
+
+    monkeypatch.setattr(tasks_mod, "_read_image", spy)
+    t = Task.from_folder(tmp_path, image_size=16)
+    assert decoded == []  # listing reads headers only
+    emb = Task2VecEmbedder(probe="tiny_random", image_size=16, max_images=12, head_epochs=1,
+                           batch_size=5).fit()
+    emb.transform([t])
+    assert len(decoded) == 12  # the class-balanced subsample, once (activations cached)
+
+
+def test_lazy_folder_file_broken_after_listing(tmp_path):
+    _write_random_folder(tmp_path)
+    t = Task.from_folder(tmp_path, image_size=8)
+    (tmp_path / "b" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageFolderError, match=r"2\.png.*lazy=False"):
+        t.images[np.flatnonzero(t.labels == 1)]
+    assert t.images[0].shape == (3, 8, 8)  # the other files still work
+
+
+def test_extractors_read_lazy_images_by_batch(tmp_path):
+    from t2v_automl.extractors import get_extractor
+
+    _write_random_folder(tmp_path)
+    lazy = Task.from_folder(tmp_path, image_size=16)
+    eager = Task.from_folder(tmp_path, image_size=16, lazy=False)
+    ext = get_extractor("raw_pixels")
+    assert np.array_equal(ext.transform(lazy.images, batch_size=4),
+                          ext.transform(eager.images, batch_size=4))
