@@ -19,6 +19,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetFormatError",
     "InvalidParameterError",
+    "DeviceFallbackWarning",
 ]
 
 
@@ -64,3 +65,7 @@ class DatasetFormatError(T2VError, ValueError):
 
 class InvalidParameterError(T2VError, ValueError):
     """A setting (size, count, strategy...) is out of range or of the wrong kind."""
+
+
+class DeviceFallbackWarning(UserWarning):
+    """A device was asked for that is not there (CUDA on a CPU-only machine); the CPU is used."""

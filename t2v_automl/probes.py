@@ -39,7 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from t2v_automl.exceptions import UnknownNameError, WeightsNotFoundError
+from t2v_automl._logging import logger
+from t2v_automl.exceptions import DeviceFallbackWarning, UnknownNameError, WeightsNotFoundError
 
 __all__ = [
     "Probe",
@@ -60,7 +61,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Turn ``"auto"``/``None`` into CUDA when available, else CPU.
 
-    Asking for CUDA where there is none falls back to the CPU with a warning.
+    Asking for CUDA where there is none falls back to the CPU with a
+    :class:`~t2v_automl.exceptions.DeviceFallbackWarning` and a warning in the log.
     """
     import warnings
 
@@ -68,8 +70,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn("CUDA was asked for but is not available; using the CPU.", UserWarning,
-                      stacklevel=2)
+        msg = (f"device {str(device)!r} was asked for but CUDA is not available (torch "
+               f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); using the "
+               "CPU. Install a CUDA build of torch on a machine with a GPU, or pass "
+               "device='cpu' to silence this.")
+        logger.warning(msg)
+        warnings.warn(msg, DeviceFallbackWarning, stacklevel=2)
         return torch.device("cpu")
     return dev
 

@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from t2v_automl.exceptions import InvalidTaskError
+from t2v_automl.exceptions import DeviceFallbackWarning, InvalidParameterError, InvalidTaskError
 from t2v_automl.fisher import (
     FisherConfig,
     _fit_head,
     balanced_subsample,
     compute_task2vec,
     fisher_layers,
+    plain_forward_backward_seconds,
 )
 from t2v_automl.probes import get_probe
 
@@ -166,3 +167,89 @@ def test_head_is_fitted(probe):
                      torch.Generator().manual_seed(0))
     assert isinstance(head, nn.Linear)
     assert (head(feats).argmax(1) == labels).float().mean() > 0.9
+
+
+# ----------------------------------------------------------------------------- scale
+@pytest.mark.parametrize("method", ["exact", "montecarlo"])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_recomputing_activations_gives_the_same_embedding(probe, data, method, skip):
+    """Past the activation cache budget the Fisher pass recomputes them: same bits."""
+    x, y = data
+    cfg = FisherConfig(method=method, image_size=32, batch_size=7, max_images=None,
+                       skip_layers=skip, seed=2)
+    cached = compute_task2vec(probe, x, y, 3, cfg)
+    streamed = compute_task2vec(probe, x, y, 3, FisherConfig(**{**cfg.__dict__,
+                                                                "activation_cache_mb": 0}))
+    assert np.array_equal(cached.values, streamed.values)
+    assert cached.head_train_accuracy == streamed.head_train_accuracy
+
+
+def test_memory_does_not_grow_with_the_task(probe):
+    """Batches of images are read as they are needed, never the whole task at once."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 3, 20, 20)).astype(np.float32), np.arange(40) % 2
+
+    class Spy:
+        def __init__(self) -> None:
+            self.shape, self.largest = images.shape, 0
+
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, rows):
+            self.largest = max(self.largest, len(rows))
+            return images[rows]
+
+    spy = Spy()
+    cfg = FisherConfig(method="exact", image_size=32, batch_size=8, max_images=None,
+                       activation_cache_mb=0)
+    res = compute_task2vec(probe, spy, labels, 2, cfg)  # type: ignore[arg-type]
+    assert spy.largest == 8
+    assert np.array_equal(res.values, compute_task2vec(probe, images, labels, 2, cfg).values)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the fallback where CUDA is absent")
+def test_cuda_asked_without_cuda_falls_back_to_the_cpu(probe, data, caplog):
+    x, y = data
+    cfg = FisherConfig(method="exact", image_size=32, max_images=None, amp="bf16",
+                       channels_last=True)
+    with pytest.warns(DeviceFallbackWarning, match="CUDA is not available"), \
+            caplog.at_level("WARNING", logger="t2v_automl"):
+        res = compute_task2vec(probe, x, y, 3, cfg, device="cuda")
+    assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
+    # amp is ignored on the CPU; channels-last batches change at most the last bits
+    ref = compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=32,
+                                                          max_images=None))
+    np.testing.assert_allclose(res.values, ref.values, rtol=1e-4, atol=1e-12)
+    with pytest.warns(DeviceFallbackWarning):
+        assert plain_forward_backward_seconds(probe, x[:4], 32, device="cuda") > 0
+
+
+def test_bad_scale_settings(probe, data):
+    x, y = data
+    with pytest.raises(InvalidParameterError, match="amp must be"):
+        compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32, amp="fp8"))
+    with pytest.raises(InvalidParameterError, match="activation_cache_mb"):
+        compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32, activation_cache_mb=-1))
+    with pytest.raises(InvalidParameterError, match="get_probe"):
+        compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32), device="meta")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [False, "bf16"])
+def test_cuda_matches_cpu_and_memory_is_bounded_by_the_batch(amp):
+    cpu, gpu = get_probe("tiny_random", "cpu"), get_probe("tiny_random", "cuda")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((512, 3, 32, 32)).astype(np.float32), np.arange(512) % 4
+    cfg = FisherConfig(method="exact", image_size=64, batch_size=32, max_images=None,
+                       amp=amp, channels_last=True, activation_cache_mb=0)
+    ref = compute_task2vec(cpu, x, y, 4, FisherConfig(method="exact", image_size=64,
+                                                        batch_size=32, max_images=None))
+    peaks = []
+    for n in (128, 512):
+        torch.cuda.reset_peak_memory_stats()
+        res = compute_task2vec(gpu, x[:n], y[:n], 4, cfg)
+        peaks.append(torch.cuda.max_memory_allocated())
+    assert np.corrcoef(res.values, ref.values)[0, 1] > (0.9999 if not amp else 0.99)
+    assert peaks[1] < 1.25 * peaks[0]  # 4x the images, not 4x the memory
