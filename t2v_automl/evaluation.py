@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from t2v_automl._logging import logger, progress
+from t2v_automl._logging import logger
+from t2v_automl._parallel import run_jobs
 from t2v_automl.exceptions import (
     InvalidInputTypeError,
     InvalidParameterError,
@@ -342,7 +343,7 @@ def _as_memory(memory: Any) -> Any:
 
 
 def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, Task]],
-                 n_jobs: int | None = 1, memory: Any = None, verbose: int = 0, *,
+                 n_jobs: int | None = None, memory: Any = None, verbose: int = 0, *,
                  input_size: int | None = None, C: float | Sequence[float] = 1.0,
                  n_splits: int = 3, random_state: int = 0, device: str = "cpu",
                  batch_size: int = 128) -> ZooResults:
@@ -356,9 +357,11 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
     pairs : sequence of (Task, Task)
         ``(train, test)`` splits of each task; the two of a pair must have equal
         ``classes``.
-    n_jobs : int or None, default=1
-        Tasks evaluated in parallel by joblib (``-1``: all cores). Each worker loads the
-        extractors once. Results do not depend on ``n_jobs``.
+    n_jobs : int or None, default=None
+        Tasks evaluated in parallel by joblib (``-1``: all cores). None means 1 unless
+        inside a ``joblib.parallel_config`` context, whose backend (loky, threading, dask,
+        Ray...) and ``n_jobs`` are then used. Each worker loads the extractors once.
+        Results do not depend on ``n_jobs`` or the backend.
     memory : str, path, joblib.Memory or None, default=None
         Cache each (extractor, task) result on disk; a cached result is keyed by the
         extractor, its weights digest, the task fingerprints and names, and the settings.
@@ -378,7 +381,7 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
     InvalidTaskError
         A pair's splits have different classes, or ``pairs`` is empty.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     names = list(list_extractors(available_only=True) if extractors is None else extractors)
     if isinstance(extractors, str):
@@ -408,11 +411,10 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
                 "n_splits": n_splits, "random_state": random_state, "device": device,
                 "batch_size": batch_size}
 
-    jobs = (delayed(_evaluate_pair)(names, tr, te, settings, mem) for tr, te in checked)
+    jobs = [delayed(_evaluate_pair)(names, tr, te, settings, mem) for tr, te in checked]
     logger.info("evaluating %d extractors on %d tasks (n_jobs=%s)", len(names), len(checked),
                 n_jobs)
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    rows = list(progress(parallel(jobs), verbose=verbose, desc="tasks", total=len(checked)))
+    rows = run_jobs(jobs, n_jobs, verbose=verbose, desc="tasks")
 
     shape = (len(checked), len(names))
     scores, stderr, times = np.empty(shape), np.empty(shape), np.empty(shape)

@@ -9,15 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from joblib import Memory, Parallel, delayed
+from joblib import Memory, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from t2v_automl._logging import logger, progress
+from t2v_automl._logging import logger
+from t2v_automl._parallel import run_jobs
 from t2v_automl.embedding import Embedding, EmbeddingMeta
-from t2v_automl.exceptions import InvalidInputTypeError, InvalidTaskError
-from t2v_automl.fisher import METHODS, FisherConfig, compute_task2vec, fisher_layers
+from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError, InvalidTaskError
+from t2v_automl.fisher import AMP_MODES, METHODS, FisherConfig, compute_task2vec, fisher_layers
 from t2v_automl.probes import get_probe, resolve_device
 from t2v_automl.tasks import Task, as_task
 
@@ -105,10 +106,15 @@ default="exact"
         ``benchmarks/results/embedder.md``).
     device : str, default="auto"
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-    amp : bool, default=False
-        Mixed precision (bf16/fp16 autocast) on CUDA; ignored on the CPU.
+    amp : bool or {"bf16", "fp16"}, default=False
+        Mixed precision on CUDA (``True``: bf16 autocast where the GPU supports it, else
+        fp16); ignored on the CPU. The per-sample squares and sums stay in float32/64.
+    channels_last : bool, default=False
+        Feed the probe NHWC (channels-last) batches; faster convolutions on recent GPUs.
     n_jobs : int or None, default=None
-        Tasks embedded in parallel with joblib (any joblib backend).
+        Tasks embedded in parallel with joblib. None means 1 unless inside a
+        ``joblib.parallel_config`` context, whose backend (loky, threading, dask, Ray...)
+        and ``n_jobs`` are then used; the embeddings do not depend on it.
     memory : str, path or joblib.Memory, default=None
         Cache embeddings by task fingerprint, probe weights and settings.
     verbose : int, default=0
@@ -155,7 +161,8 @@ default="exact"
     def __init__(self, probe: str = "mobilenet_v2", method: str = "exact",
                  label_samples: int = 1, max_images: int | None = 500, image_size: int = 64,
                  batch_size: int = 64, head_epochs: int = 10, skip_layers: int | None = None,
-                 device: str = "auto", amp: bool = False, n_jobs: int | None = None,
+                 device: str = "auto", amp: bool | str = False, channels_last: bool = False,
+                 n_jobs: int | None = None,
                  memory: Any = None, verbose: int = 0, random_state: Any = 0) -> None:
         self.probe = probe
         self.method = method
@@ -167,6 +174,7 @@ default="exact"
         self.skip_layers = skip_layers
         self.device = device
         self.amp = amp
+        self.channels_last = channels_last
         self.n_jobs = n_jobs
         self.memory = memory
         self.verbose = verbose
@@ -194,6 +202,13 @@ default="exact"
         pos_int("batch_size")
         pos_int("head_epochs", 0)
         pos_int("skip_layers", 0, allow_none=True)
+        if not any(self.amp is m or (isinstance(m, str) and self.amp == m)
+                   for m in AMP_MODES):
+            raise InvalidParameterError(
+                f"amp must be False, True, 'bf16' or 'fp16'; got {self.amp!r}.")
+        if not isinstance(self.channels_last, bool):
+            raise InvalidParameterError(
+                f"channels_last must be True or False; got {self.channels_last!r}.")
         if not isinstance(self.probe, str):
             raise InvalidInputTypeError(
                 f"probe must be a registry name (str); got {type(self.probe).__name__}. "
@@ -205,7 +220,8 @@ default="exact"
                             max_images=None if self.max_images is None else int(self.max_images),
                             image_size=int(self.image_size), batch_size=int(self.batch_size),
                             head_epochs=int(self.head_epochs), skip_layers=int(self.skip_layers_),
-                            amp=bool(self.amp), seed=int(self.seed_))
+                            amp=self.amp, channels_last=self.channels_last,
+                            seed=int(self.seed_))
 
     def _memory(self) -> Memory | None:
         if self.memory is None:
@@ -308,16 +324,13 @@ default="exact"
         mem = self._memory()
         if mem is not None:
             func = mem.cache(_embed_one, ignore=["task", "verbose"])
-        n_jobs = self.n_jobs
-        inner_verbose = self.verbose if (n_jobs in (None, 1) and len(tasks) == 1) else 0
+        serial = effective_n_jobs(self.n_jobs) == 1  # n_jobs=None defers to parallel_config
+        inner_verbose = self.verbose if (serial and len(tasks) == 1) else 0
         fps = [t.fingerprint for t in tasks]
         args = [(t, fp, self.probe, self.probe_.weights_sha256, self.device_, cfg, inner_verbose)
                 for t, fp in zip(tasks, fps, strict=True)]
-        if n_jobs in (None, 1):
-            results = [func(*a) for a in progress(args, verbose=self.verbose and len(tasks) > 1,
-                                                  desc="embedding tasks")]
-        else:
-            results = Parallel(n_jobs=n_jobs)(delayed(func)(*a) for a in args)
+        results = run_jobs([delayed(func)(*a) for a in args], self.n_jobs,
+                           verbose=self.verbose and len(tasks) > 1, desc="embedding tasks")
         out = []
         for t, fp, (values, n_img, timings) in zip(tasks, fps, results, strict=True):
             meta = EmbeddingMeta(**{**self.embedding_meta_.to_dict(), "n_images": int(n_img),

@@ -155,3 +155,30 @@ def test_real_probe_separates_domains(digits):
     across = (D[0, 2] + D[0, 3] + D[1, 2] + D[1, 3]) / 4
     assert within < across
     assert D[0, 1] < min(D[0, 2], D[0, 3], D[1, 2], D[1, 3])
+
+
+def test_cuda_without_cuda_falls_back_with_a_warning(digit_tasks, caplog):
+    import torch
+
+    from t2v_automl.exceptions import DeviceFallbackWarning
+
+    if torch.cuda.is_available():
+        pytest.skip("tests the fallback where CUDA is absent")
+    with pytest.warns(DeviceFallbackWarning, match="using the CPU"), \
+            caplog.at_level("WARNING", logger="t2v_automl"):
+        emb = Task2VecEmbedder(**FAST, device="cuda", amp=True, channels_last=True).fit()
+    assert emb.device_ == "cpu"
+    assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
+    ref = Task2VecEmbedder(**FAST, device="cpu").fit().transform(digit_tasks[:2])
+    np.testing.assert_allclose(emb.transform(digit_tasks[:2]), ref, rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(amp="fp8"), "amp must be"),
+    (dict(channels_last="yes"), "channels_last must be"),
+])
+def test_bad_device_settings_are_clear(params, match):
+    from t2v_automl.exceptions import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=match):
+        Task2VecEmbedder(**{**FAST, **params}).fit()
