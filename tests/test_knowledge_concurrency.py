@@ -146,3 +146,72 @@ def test_callback_on_a_file_from_optuna_threads_loses_nothing(tmp_path: Path) ->
     assert sorted(kb.extractor_names) == names
     row = kb.scores_frame().loc["task"]
     assert {e: row[e] for e in names} == {e: 0.01 + j / 50 for j, e in enumerate(names)}
+
+
+# ------------------------------------------------------------------ docs/scale.md, Recipe 2
+def _recipe(marker: str) -> str:
+    """The fenced Python block of docs/scale.md that starts with ``# recipe: <marker>``."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    for block in text.split("```python\n")[1:]:
+        code = block.split("```", 1)[0]
+        if code.startswith(f"# recipe: {marker}"):
+            return code
+    raise AssertionError(f"docs/scale.md has no block '# recipe: {marker}'")
+
+
+def _recipe_worker(url: str, task: str, seed: int, barrier: object) -> None:
+    ns: dict[str, object] = {}
+    exec(_recipe("worker"), ns)  # noqa: S102 - the documented code, run as documented
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    barrier.wait(timeout=60)  # type: ignore[attr-defined]
+    emb = Embedding(_vec(len(task)), META, task_name=task)
+    study = ns["start_study"](url, f"study-{task}", emb, direction="maximize",  # type: ignore[operator]
+                              sampler=optuna.samplers.RandomSampler(seed=seed))
+
+    def objective(trial: optuna.Trial) -> float:
+        ext = trial.suggest_categorical("extractor", ["a", "b", "c", "d"])
+        c = trial.suggest_float("C", 1e-2, 1e2, log=True)
+        if trial.number % 4 == 3:
+            raise optuna.TrialPruned()
+        return 0.01 + 0.98 * ((trial.number * 0.618034 + 0.1 * "abcd".index(ext) + c) % 1.0)
+
+    study.optimize(objective, n_trials=8)
+
+
+def test_docs_recipe_consolidates_an_rdb_storage_into_one_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    optuna.storages.RDBStorage(url)  # create the schema before the workers race for it
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_recipe_worker, args=(url, task, seed, barrier))
+             for seed, task in enumerate(["task-one", "task-two", "task-one", "task-two"])]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    ns: dict[str, object] = {}
+    exec(_recipe("consolidate"), ns)  # noqa: S102
+    kb_path = tmp_path / "team.npz"
+    replayed = ns["consolidate"](url, kb_path)  # type: ignore[operator]
+    storage = optuna.storages.RDBStorage(url)
+    complete = 0
+    kb = KnowledgeBase.load(kb_path)
+    for task in ("task-one", "task-two"):
+        study = optuna.load_study(study_name=f"study-{task}", storage=storage)
+        best: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            complete += 1
+            e = t.params["extractor"]
+            if e not in best or t.value > best[e].value:
+                best[e] = t
+        row = kb.scores_frame().loc[task].dropna().to_dict()
+        assert row == {e: t.value for e, t in best.items()}
+        np.testing.assert_array_equal(kb.embedding(task).values, _vec(len(task)))
+        prov = kb.provenance[kb.index(task)]["optuna"]["best"]
+        assert {e: v["trial"] for e, v in prov.items()} == {e: t.number for e, t in best.items()}
+    assert replayed == complete == 4 * 6
+    # running it again changes nothing
+    before = kb.scores
+    assert ns["consolidate"](url, kb_path) == complete  # type: ignore[operator]
+    np.testing.assert_array_equal(KnowledgeBase.load(kb_path).scores, before)
