@@ -58,7 +58,7 @@ _EPS = 1e-30
 #: complexity): small enough to stay in the CPU cache.
 _ELEMENTWISE_BYTES = 1 << 19
 #: Bytes of a block of rows for the matrix-product metrics and the finiteness checks.
-_BLOCK_BYTES = 1 << 25
+_BLOCK_BYTES = 1 << 23
 
 
 def _as_matrix(x: Any, name: str) -> np.ndarray:
