@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import inspect
 import json
 import logging
 import math
@@ -174,6 +173,25 @@ def _selector_class() -> Any:
     from t2v_automl.estimators import ExtractorSelector
 
     return ExtractorSelector
+
+
+def _make_hybrid(args: argparse.Namespace, kb: KnowledgeBase) -> Any:
+    """The fitted :class:`HybridSelector` of ``select`` / ``demo`` from the options."""
+    from t2v_automl.baselines import TransferabilitySelector
+    from t2v_automl.estimators import HybridSelector
+
+    Selector = _selector_class()
+    params = {k: v for k, v in (("strategy", getattr(args, "strategy", None)),
+                                ("metric", getattr(args, "metric", None)),
+                                ("n_neighbors", getattr(args, "neighbors", None)))
+              if v is not None}
+    measure = getattr(args, "transferability", "logme")
+    device = args.device or "auto"
+    return HybridSelector.from_knowledge(
+        kb, device=device, selector=Selector(**params),
+        transferability=TransferabilitySelector(
+            measure="logme" if measure == "none" else measure,
+            device="cpu" if device == "auto" else device))
 
 
 def _load_kb(path: str | None) -> KnowledgeBase:
@@ -412,13 +430,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ select
-def _ranking_rows(selector: Any, embedding: Embedding, kb: KnowledgeBase,
-                  candidates: Sequence[str] | None, top: int | None) -> list[list[Any]]:
+def _ranking_rows(names: Sequence[str], pred: Any, kb: KnowledgeBase,
+                  candidates: Sequence[str] | None, top: int | None,
+                  transfer: Any = None) -> list[list[Any]]:
+    """Table rows (rank, extractor, predicted, mean known, tasks best[, transferability])."""
     import numpy as np
 
-    ranked = list(selector.rank([embedding], candidates)[0])
-    pred = selector.predict_scores([embedding])[0]
-    names = list(selector.extractor_names_)
+    names = list(names)
+    pred = np.asarray(pred, dtype=np.float64)
+    cols = [names.index(c) for c in candidates] if candidates else list(range(len(names)))
+    key = np.where(np.isnan(pred[cols]), np.inf, -pred[cols])
+    ranked = [names[cols[i]] for i in np.argsort(key, kind="stable")]
     S = kb.scores
     kb_names = kb.extractor_names
     with warnings.catch_warnings():
@@ -431,8 +453,58 @@ def _ranking_rows(selector: Any, embedding: Embedding, kb: KnowledgeBase,
         measured = ~np.isnan(col)
         mean = float(np.nanmean(col)) if measured.any() else float("nan")
         wins = int(np.sum(measured & (col >= best[:, 0] - 1e-12)))
-        rows.append([r, name, float(pred[names.index(name)]), mean, wins])
+        row = [r, name, float(pred[names.index(name)]), mean, wins]
+        if transfer is not None:
+            row.append(float(transfer[names.index(name)]))
+        rows.append(row)
     return rows
+
+
+def _check_candidates(candidates: Sequence[str] | None, names: Sequence[str]) -> None:
+    unknown = [c for c in candidates or () if c not in names]
+    if unknown:
+        raise UnknownNameError(
+            f"unknown extractor(s) {unknown} in --candidates; the knowledge base knows "
+            f"{', '.join(names)}."
+        )
+
+
+def hybrid_prediction(hybrid: Any, embedding: Embedding, task: Task | None,
+                      con: Console) -> tuple[Any, dict[str, Any]]:
+    """Scores of a :class:`HybridSelector` for one task, and what it did.
+
+    Parameters
+    ----------
+    hybrid : HybridSelector
+        Fitted (e.g. ``HybridSelector.from_knowledge``).
+    embedding : Embedding
+        The task's embedding (made like the knowledge base's).
+    task : Task or None
+        The task's images; None when only a stored embedding was given (the
+        transferability score cannot be computed: the knowledge base alone ranks).
+    con : Console
+
+    Returns
+    -------
+    scores : ndarray of shape (n_extractors,)
+    info : dict
+        ``novelty``, ``weight`` (of the transferability ranking) and ``transfer`` (its
+        scores, or None).
+    """
+    import numpy as np
+
+    if task is None:
+        nov = float(hybrid.selector_.novelty([embedding])[0])
+        if nov >= hybrid.novelty_center:
+            con.note(f"the task is unlike the known ones (novelty {nov:.2f}) but only its "
+                     "embedding was given: ranking by the knowledge base alone. Pass the "
+                     "image folder to add the transferability score.")
+        return hybrid.selector_.predict_scores([embedding])[0], {
+            "novelty": nov, "weight": 0.0, "transfer": None}
+    scores = hybrid.predict_scores([task], embeddings=[embedding])[0]
+    transfer = hybrid.transfer_scores_[0]
+    return scores, {"novelty": float(hybrid.novelty_[0]), "weight": float(hybrid.gate_[0]),
+                    "transfer": transfer if np.isfinite(transfer).any() else None}
 
 
 def nearest_tasks(kb: KnowledgeBase, embedding: Embedding, metric: str, k: int
@@ -486,29 +558,43 @@ def cmd_select(args: argparse.Namespace) -> int:
         )
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()] \
         if args.candidates else None
+    _check_candidates(candidates, kb.extractor_names)
     items = _load_inputs([args.path], kb.meta.input_size)
     embs, times = _embed_inputs(args, items, kb.meta, label)
-    Selector = _selector_class()
-    params = {k: v for k, v in (("strategy", args.strategy), ("metric", args.metric),
-                                ("n_neighbors", args.neighbors)) if v is not None}
-    selector = Selector.from_knowledge(kb, **params)
+    tasks = [it.task for it in items if it.embedding is not None]
+    hybrid = _make_hybrid(args, kb)
+    selector = hybrid.selector_
     metric = selector.metric
     report = []
-    for e, t in zip(embs, times, strict=True):
-        rows = _ranking_rows(selector, e, kb, candidates, args.top)
-        near = nearest_tasks(kb, e, metric, args.nearest)
+    for e, task, t in zip(embs, tasks, times, strict=True):
         con.say(f"task {e.task_name!r}: {e.meta.n_images or '?'} images embedded in {t:.1f} s "
                 f"with {_describe_meta(e.meta)}")
         con.say(f"knowledge: {label} ({len(kb)} tasks x {len(kb.extractor_names)} extractors); "
                 f"selector: {selector.strategy}, {metric} distance")
+        if args.transferability == "none":
+            pred, info = selector.predict_scores([e])[0], {
+                "novelty": float(selector.novelty([e])[0]), "weight": 0.0, "transfer": None}
+        else:
+            pred, info = hybrid_prediction(hybrid, e, task, con)
+        con.say(f"novelty {info['novelty']:.2f} (distance to the nearest known task / the "
+                f"usual distance between known neighbours); weight of "
+                f"{args.transferability} in the ranking: {info['weight']:.2f}")
+        rows = _ranking_rows(selector.extractor_names_, pred, kb, candidates, args.top,
+                             info["transfer"])
         con.out(f"\nRecommended extractor for {e.task_name}: {rows[0][1]}\n")
-        con.table(["rank", "extractor", "predicted", "mean known", "tasks best"], rows)
+        head = ["rank", "extractor", "predicted", "mean known", "tasks best"]
+        con.table(head + ([args.transferability] if info["transfer"] is not None else []),
+                  rows)
+        near = nearest_tasks(kb, e, metric, args.nearest)
         con.out(f"\nNearest known tasks ({metric} distance):")
         con.table(["task", "distance", "source", "best extractor", "its score"],
                   [[n["task"], n["distance"], n["source"], n["best"], n["best_score"]]
                    for n in near])
-        report.append({"task": e.task_name, "ranking": [
-            {"extractor": r[1], "predicted": r[2], "mean_known": r[3], "tasks_best": r[4]}
+        near = nearest_tasks(kb, e, metric, args.nearest)
+        report.append({"task": e.task_name, "novelty": info["novelty"],
+                       "transferability_weight": info["weight"], "ranking": [
+            {"extractor": r[1], "predicted": r[2], "mean_known": r[3], "tasks_best": r[4],
+             **({args.transferability: r[5]} if len(r) > 5 else {})}
             for r in rows], "nearest": near})
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -1005,19 +1091,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 con.say(f"   map of the known tasks and the new one: {map_path}")
             except ImportError as exc:
                 con.note(f"no task map: {exc}")
-            try:
-                Selector = _selector_class()
-                selector = Selector.from_knowledge(kb)
-            except ImportError as exc:
-                con.note(f"ExtractorSelector is not available yet ({exc}); no ranking")
-            if selector is not None:
-                rows = _ranking_rows(selector, embedding, kb, None, None)
-                ranking = [r[1] for r in rows]
-                con.say("")
-                con.table(["rank", "extractor", "predicted", "mean known", "tasks best"], rows,
-                          indent="   ")
-                con.say(f"   recommended: {ranking[0]}")
-                summary["ranking"] = ranking
+            selector = _make_hybrid(args, kb)
+            pred, info = hybrid_prediction(selector, embedding, train, con)
+            con.say(f"   novelty {info['novelty']:.2f}; weight of LogME in the ranking "
+                    f"{info['weight']:.2f} (it grows when the task is unlike the known ones)")
+            rows = _ranking_rows(selector.extractor_names_, pred, kb, None, None,
+                                 info["transfer"])
+            ranking = [r[1] for r in rows]
+            con.say("")
+            con.table(["rank", "extractor", "predicted", "mean known", "tasks best"]
+                      + (["logme"] if info["transfer"] is not None else []), rows,
+                      indent="   ")
+            con.say(f"   recommended: {ranking[0]}")
+            summary["ranking"] = ranking
+            summary["novelty"] = info["novelty"]
 
     with _stage(con, f"5. warm-started Optuna study ({args.trials} trials)"):
         summary["study"] = _demo_study(args, con, out, train, test, embedding, selector,
@@ -1070,21 +1157,12 @@ def _demo_study(args: argparse.Namespace, con: Console, out: Path, train: Task, 
     k = min(args.top_k, len(choices))
     warm = "none"
     if selector is not None:
-        try:
-            from t2v_automl.integration.optuna import warm_start  # type: ignore
+        from t2v_automl.integration.optuna import warm_start
 
-            params = inspect.signature(warm_start).parameters
-            kw: dict[str, Any] = {"param": "extractor", "top_k": k}
-            if "choices" in params:
-                kw["choices"] = [c for c in choices if c in selector.extractor_names_]
-            warm_start(study, embedding, selector, **kw)
-            warm = "t2v_automl.integration.optuna.warm_start"
-        except ImportError:
-            con.note("t2v_automl.integration.optuna is not available yet; enqueueing the "
-                     f"top {k} extractors of the ranking by hand")
-            for n in selector.rank([embedding], candidates=choices)[0][:k]:
-                study.enqueue_trial({"extractor": str(n)})
-            warm = "enqueue_trial (top-k of the ranking)"
+        # the task itself, so that a novel task gets the hybrid's LogME side too
+        warm_start(study, train, selector, param="extractor", top_k=k,
+                   choices=[c for c in choices if c in selector.extractor_names_])
+        warm = "t2v_automl.integration.optuna.warm_start (HybridSelector)"
     else:
         con.note("no ranking: the study starts cold (plain TPE)")
 
@@ -1165,6 +1243,7 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
+    from t2v_automl.baselines import TRANSFERABILITY_SCORES
     from t2v_automl.distances import DISTANCES
     from t2v_automl.estimators import STRATEGIES, ExtractorSelector
 
@@ -1218,7 +1297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("select", "rank the extractors for a dataset",
             "Embed a dataset (image folder, task .npz, or an embeddings file from `embed`) "
             "like the knowledge base's tasks, predict every extractor's score from the "
-            "nearest known tasks, and print the ranking and those tasks.")
+            "nearest known tasks, and print the ranking and those tasks. When the dataset is "
+            "unlike every known task, LogME of each candidate's features of its images "
+            "weighs in (HybridSelector).")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--knowledge", "-k", metavar="KB.npz",
                    help="knowledge base file (default: the one shipped with t2v-automl)")
@@ -1231,6 +1312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neighbors", type=int,
                    help="known tasks averaged by the 'nearest' strategy (default "
                         f"{sel_defaults['n_neighbors']})")
+    p.add_argument("--transferability", default="logme",
+                   choices=[*TRANSFERABILITY_SCORES, "none"],
+                   help="score of the candidates' features computed on the dataset's images "
+                        "when it is unlike every known task (default logme; 'none': the "
+                        "knowledge base alone)")
     p.add_argument("--candidates", metavar="A,B,...",
                    help="rank only these extractors (comma-separated)")
     p.add_argument("--top", type=int, default=None, metavar="N", help="show the first N only")

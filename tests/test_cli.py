@@ -232,6 +232,8 @@ def test_select_ranks_extractors_and_shows_nearest_tasks(kb_file: Path, data: Pa
     dists = [n["distance"] for n in report["nearest"]]
     assert len(dists) == 5 and dists == sorted(dists)
     assert all(n["task"].startswith("digits/") for n in report["nearest"])
+    assert report["novelty"] >= 0 and 0 <= report["transferability_weight"] <= 1
+    assert "novelty" in res.stdout
 
 
 def test_select_unknown_extractor(kb_file: Path, data: Path) -> None:

@@ -2,7 +2,7 @@
 :class:`HybridSelector`."""
 
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
-from t2v_automl.estimators._hybrid import HybridSelector
+from t2v_automl.estimators._hybrid import HybridSelector, hybrid_scores
 from t2v_automl.estimators._selector import (
     STRATEGIES,
     ExtractorSelector,
@@ -20,6 +20,7 @@ __all__ = [
     "Task2VecEmbedder",
     "blend_with_transferability",
     "embedder_params_from_meta",
+    "hybrid_scores",
     "mean_regret",
     "mean_weighted_tau",
     "top1_regret",

@@ -38,7 +38,37 @@ if TYPE_CHECKING:
     from t2v_automl.embedding import Embedding
     from t2v_automl.knowledge import KnowledgeBase
 
-__all__ = ["HybridSelector"]
+__all__ = ["HybridSelector", "hybrid_scores"]
+
+
+def hybrid_scores(prior: Any, transfer: Any, novelty: Any, *,
+                  center: float = NOVELTY_CENTER, steepness: float = NOVELTY_STEEPNESS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The hybrid's scores from their parts (what :meth:`HybridSelector.predict_scores` returns).
+
+    Parameters
+    ----------
+    prior : array-like of shape (n_tasks, n_extractors)
+        The knowledge-based prediction (accuracy scale).
+    transfer : array-like of shape (n_tasks, n_extractors)
+        Transferability scores (NaN rows: not computed).
+    novelty : array-like of shape (n_tasks,)
+    center, steepness : float
+        The gate (see :func:`~t2v_automl.estimators.blend_with_transferability`).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_tasks, n_extractors)
+        The mixed ranking on the accuracy scale of ``prior`` (per task: its mean plus the
+        mixed standardised score times its standard deviation over extractors).
+    gate : ndarray of shape (n_tasks,)
+    """
+    P = np.atleast_2d(np.asarray(prior, dtype=np.float64))
+    mixed, gate = blend_with_transferability(P, transfer, novelty, center=center,
+                                             steepness=steepness)
+    level = np.nanmean(P, axis=1, keepdims=True)
+    spread = np.nanstd(P, axis=1, keepdims=True)
+    return level + mixed * np.where(spread > 0, spread, 1.0), gate
 
 
 def _as_task_list(X: Any) -> list[Any]:
@@ -275,10 +305,8 @@ class HybridSelector(SelectorMixin, BaseEstimator):
             cols = [self.extractor_names_.index(n)
                     for n in self.transferability_.extractor_names_]
             transfer[np.ix_(rows, cols)] = scores
-        mixed, gate = blend_with_transferability(prior, transfer, novelty,
-                                                 center=float(self.novelty_center),
-                                                 steepness=float(self.novelty_steepness))
+        scores, gate = hybrid_scores(prior, transfer, novelty,
+                                     center=float(self.novelty_center),
+                                     steepness=float(self.novelty_steepness))
         self.novelty_, self.gate_, self.transfer_scores_ = novelty, gate, transfer
-        level = np.nanmean(prior, axis=1, keepdims=True)
-        spread = np.nanstd(prior, axis=1, keepdims=True)
-        return level + mixed * np.where(spread > 0, spread, 1.0)
+        return scores
