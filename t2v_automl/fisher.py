@@ -85,9 +85,9 @@ class FisherConfig:
     only change speed and memory: ``amp`` acts on CUDA only (it is ignored on the CPU),
     ``channels_last`` feeds the probe NHWC batches (the values may differ in the last
     bits), and the activation cache gives the same values whether it is used or not.
-    ``activation_cache_mb`` caps the activations at the skip point kept between the
-    feature pass and the Fisher pass; a task whose activations need more is recomputed
-    batch by batch instead (0 never caches).
+    ``activation_cache_mb`` (64 MB) caps the activations at the skip point kept between
+    the feature pass and the Fisher pass; a task whose activations need more has them
+    recomputed batch by batch instead (0 never caches). The default settings need 2 MB.
     """
 
     method: str = "montecarlo"
@@ -103,7 +103,7 @@ class FisherConfig:
     amp: bool | str = False
     channels_last: bool = False
     seed: int = 0
-    activation_cache_mb: float = 256.0
+    activation_cache_mb: float = 64.0
 
 
 @dataclass
