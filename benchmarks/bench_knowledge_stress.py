@@ -375,6 +375,7 @@ CONFIGS = [  # (label, adders, callbacks, writes, dim, storage)
     ("8 add + 8 callback, PostgreSQL", 8, 8, 25, 64, "postgresql"),
     ("16 add + 16 callback, PostgreSQL", 16, 16, 50, 64, "postgresql"),
     ("4 add + 4 callback, PostgreSQL, real dim", 4, 4, 25, 14848, "postgresql"),
+    ("8 add + 8 callback, PostgreSQL, real dim", 8, 8, 50, 14848, "postgresql"),
 ]
 
 
@@ -437,7 +438,8 @@ def markdown(data: dict[str, Any]) -> str:
             total_attempted - total_stored, r["unexpected"], round(r["wall_s"], 1),
             round((r["add_attempted"] + r["trials_completed"]) / r["wall_s"], 1),
             _ms(r["lock_wait_ms"]["median"]), _ms(r["lock_wait_ms"]["p95"]),
-            _ms(r["lock_hold_ms"]["median"]), round(r["file_mb"], 2),
+            _ms(r["lock_wait_ms"]["max"]), _ms(r["lock_hold_ms"]["median"]),
+            round(r["file_mb"], 2),
             "none" if not r["problems"] else "; ".join(r["problems"][:3])])
     return "\n".join([
         "# Concurrent writers on one knowledge-base file",
@@ -460,13 +462,17 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         md_table(["configuration", "processes", "writes each", "dim", "add writes",
                   "trials", "attempted", "stored", "lost", "unexpected", "wall s",
-                  "writes/s", "lock wait median ms", "lock wait p95 ms",
+                  "writes/s", "lock wait median ms", "lock wait p95 ms", "lock wait max ms",
                   "lock hold median ms", "file MB", "problems"], table),
         "",
         "Every write goes through one exclusive lock and rewrites the whole file, so the "
-        "hold time grows with the file (the real-dimension row: 14,848 float64 values per "
-        "task) and writers queue behind each other. See `docs/scale.md` for when to keep "
-        "one shared file and when to give each worker its own and `merge()` them.",
+        "hold time grows with the file (the real-dimension rows: 14,848 float64 values per "
+        "task) and writers queue behind each other. `flock` is not fair: a writer that "
+        "has just released the lock often takes it again before the waiting ones are "
+        "scheduled, so the median wait is short and the longest is seconds (give "
+        "`locked_update`/`KnowledgeCallback` a timeout of minutes, not seconds). See "
+        "`docs/scale.md` for when to keep one shared file and when to consolidate from an "
+        "Optuna storage or give each worker its own file.",
     ])
 
 
