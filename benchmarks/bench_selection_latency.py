@@ -85,7 +85,6 @@ class PeakMemory:
     """Peak RSS added by a block of code (Linux: ``VmHWM`` reset via ``clear_refs``)."""
 
     def __enter__(self) -> PeakMemory:
-        gc.collect()
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
