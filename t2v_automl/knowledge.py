@@ -273,6 +273,17 @@ def _thread_lock(target: Path) -> threading.Lock:
         return _THREAD_LOCKS.setdefault(str(target), threading.Lock())
 
 
+def _fresh_thread_locks() -> None:
+    """In a forked child only the forking thread survives: locks held by others are void."""
+    global _THREAD_LOCKS_GUARD
+    _THREAD_LOCKS_GUARD = threading.Lock()
+    _THREAD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_thread_locks)
+
+
 def _checksum(meta_doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
     """sha256 of the canonical JSON (without ``sha256``) and of every array but ``__meta__``."""
     doc = {k: v for k, v in meta_doc.items() if k != "sha256"}

@@ -215,3 +215,35 @@ def test_docs_recipe_consolidates_an_rdb_storage_into_one_file(tmp_path: Path) -
     before = kb.scores
     assert ns["consolidate"](url, kb_path) == complete  # type: ignore[operator]
     np.testing.assert_array_equal(KnowledgeBase.load(kb_path).scores, before)
+
+
+def _child_writes(path: str, done: object) -> None:
+    with KnowledgeBase.locked_update(path, META, timeout=20) as kb:
+        kb.add("from-child", _vec(7), {"e": 0.5})
+    done.set()  # type: ignore[attr-defined]
+
+
+def test_a_child_forked_while_a_thread_writes_can_write(tmp_path: Path) -> None:
+    # The child inherits the parent's in-process lock in the state it had at fork time;
+    # a lock held by another parent thread must not block the child forever.
+    path = str(tmp_path / "kb.npz")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with KnowledgeBase.locked_update(path, META) as kb:
+            kb.add("from-thread", _vec(8), {"e": 0.4})
+            holding.set()
+            release.wait(timeout=60)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(timeout=60)
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Event()
+    child = ctx.Process(target=_child_writes, args=(path, done))
+    child.start()
+    release.set()  # the parent thread finishes; the child then gets the file lock
+    t.join(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and done.is_set()
+    assert sorted(KnowledgeBase.load(path).task_names) == ["from-child", "from-thread"]
