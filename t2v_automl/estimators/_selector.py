@@ -95,7 +95,7 @@ NOVELTY_CENTER = 1.5
 #: Slope of the logistic gate of :func:`blend_with_transferability`.
 NOVELTY_STEEPNESS = 4.0
 #: Known tasks used to estimate the typical nearest-neighbour distance at ``fit``.
-_TYPICAL_SAMPLE = 2000
+_TYPICAL_SAMPLE = 500
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -611,9 +611,12 @@ default="hellinger"
     n_iter_ : int
         ``"model2vec"``: L-BFGS iterations.
     typical_distance_ : float
-        Median distance from a known task to its nearest other known task (estimated on
-        a seeded sample of 2000 known tasks when there are more); the unit of
+        Median distance from a known task to its nearest other known task (over a seeded
+        sample of 500 known tasks, each against all, when there are more); the unit of
         :meth:`novelty`.
+    index_ : DistanceIndex
+        The known tasks prepared for fast distance queries
+        (:class:`~t2v_automl.distances.DistanceIndex`).
 
     Notes
     -----
@@ -746,37 +749,48 @@ default="hellinger"
                 f"only {int(has_score.sum())} task(s) have any score; the selector needs at "
                 f"least two known tasks. Add the scores of more tasks."
             )
-        E, Y = E[has_score], Y[has_score]
+        if not has_score.all():
+            E, Y = E[has_score], Y[has_score]
         self.extractor_names_ = names
         self.embeddings_ = E
         self.scores_ = Y
-        self.scale_ = np.sqrt((E ** 2).mean(axis=0)) + 1e-30
-        if self.metric in _NONNEGATIVE and (E < 0).any():
+        self.scale_ = np.sqrt(np.einsum("ij,ij->j", E, E) / E.shape[0]) + 1e-30
+        if self.metric in _NONNEGATIVE and E.min() < 0:
             raise IncompatibleEmbeddingError(
                 f"Negative values in data passed to ExtractorSelector: metric={self.metric!r} "
                 f"needs non-negative embeddings (Fisher information); these have "
                 f"{int((E < 0).sum())} negative value(s). Use "
                 f"metric='normalized_cosine' for other embeddings."
             )
+        self.index_ = distances.DistanceIndex(
+            E, self.metric, alpha=float(self.alpha),
+            scale=self.scale_ if self.metric == "normalized_cosine" else None)
         self.typical_distance_ = self._typical_distance(E)
         if self.strategy == "model2vec":
             self._fit_model2vec(E, Y)
         return self
 
-    def _novelty_distances(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        """Distances for :meth:`novelty`: the asymmetric one is replaced by the symmetric one
-        (it can be negative)."""
+    def _novelty_distances(self, Q: np.ndarray) -> np.ndarray:
+        """Known tasks x ``Q`` distances for :meth:`novelty`: the asymmetric distance is
+        replaced by the symmetric one (it can be negative)."""
         if self.metric == "asymmetric":
-            return np.atleast_2d(distances.pairwise_distances(A, B, metric="symmetric"))
-        return self._distances(A, B)
+            return np.atleast_2d(distances.pairwise_distances(self.embeddings_, Q,
+                                                              metric="symmetric"))
+        return self.index_.query(Q)
 
     def _typical_distance(self, E: np.ndarray) -> float:
+        """Median distance from a known task to its nearest other known task.
+
+        Exact for up to ``_TYPICAL_SAMPLE`` tasks; beyond, over a seeded sample of that many
+        tasks, each against *all* known tasks (so the estimate does not grow with n).
+        """
+        rows = np.arange(E.shape[0])
         if E.shape[0] > _TYPICAL_SAMPLE:
             rng = np.random.default_rng(0)
-            E = E[np.sort(rng.choice(E.shape[0], _TYPICAL_SAMPLE, replace=False))]
-        D = self._novelty_distances(E, E).copy()
-        np.fill_diagonal(D, np.inf)
-        nn = D.min(axis=1)
+            rows = np.sort(rng.choice(E.shape[0], _TYPICAL_SAMPLE, replace=False))
+        D = self._novelty_distances(E[rows]).copy()  # (n_known, n_sample)
+        D[rows, np.arange(rows.size)] = np.inf
+        nn = D.min(axis=0)
         typical = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 0.0
         return typical if typical > _EPS else 1.0
 
@@ -846,7 +860,7 @@ default="hellinger"
         check_is_fitted(self, "extractor_names_")
         Q = self._validate_X(X, reset=False)
         if self.strategy == "nearest":
-            D = self._distances(self.embeddings_, Q)
+            D = self.index_.query(Q)
             return _neighbour_average(D, self.scores_, int(self.n_neighbors), self.weights)
         m = len(self.extractor_names_)
         D = (self._distances(Q, self.anchors_) - self.distance_shift_) / self.distance_scale_
@@ -880,8 +894,7 @@ default="hellinger"
         """
         check_is_fitted(self, "typical_distance_")
         Q = self._validate_X(X, reset=False)
-        D = self._novelty_distances(self.embeddings_, Q)
-        return D.min(axis=0) / self.typical_distance_
+        return self._novelty_distances(Q).min(axis=0) / self.typical_distance_
 
     # ------------------------------------------------------------------ constructors
     @classmethod

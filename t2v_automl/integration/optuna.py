@@ -64,6 +64,7 @@ import json
 import math
 import numbers
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -819,7 +820,8 @@ class KnowledgeCallback:
         :meth:`KnowledgeBase.locked_update <t2v_automl.knowledge.KnowledgeBase.locked_update>`:
         each write holds an exclusive lock, loads, changes and atomically replaces the
         file, so several workers (processes sharing the file system; ``flock`` must work
-        on it) finishing trials at once lose nothing. An in-memory base is for one process.
+        on it) finishing trials at once lose nothing. An in-memory base is for one process
+        (its threads included: writes are serialised).
     embedding : Embedding or array-like of shape (dim,)
         The study's task embedding. With a path, it must be an :class:`Embedding` (its
         metadata creates or checks the file).
@@ -869,6 +871,7 @@ class KnowledgeCallback:
                                     not isinstance(timeout, numbers.Real) or timeout < 0):
             raise InvalidParameterError(f"timeout must be a number >= 0 or None; got {timeout!r}.")
         self._timeout = None if timeout is None else float(timeout)
+        self._thread_lock = threading.Lock()
         values, meta, emb = _resolve_embedding(embedding, None, None, "embedding")
         if task_name is None:
             if emb is None:
@@ -922,6 +925,15 @@ class KnowledgeCallback:
         """The task's name in the knowledge base."""
         return self._task_name
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)  # locks do not pickle; each copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Record ``trial`` when it is COMPLETE and has the extractor parameter."""
         if trial.state != TrialState.COMPLETE:
@@ -933,7 +945,8 @@ class KnowledgeCallback:
             if entry is None:
                 return
             if self._kb is not None:
-                self._record(self._kb, *entry)
+                with self._thread_lock:  # optimize(n_jobs=k) calls back from k threads
+                    self._record(self._kb, *entry)
             else:
                 assert self._path is not None
                 with KnowledgeBase.locked_update(self._path, self._meta,

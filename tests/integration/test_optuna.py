@@ -715,6 +715,25 @@ def _run_workers(url, tmp_path, n_workers=4, n_trials=6):
     assert n_complete > 0
 
 
+def test_callback_in_memory_base_from_many_threads():
+    kb = KnowledgeBase.empty(META, NAMES)
+    cb = KnowledgeCallback(kb, emb())
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        trial.suggest_categorical("extractor", NAMES)
+        return 0.5 + trial.number / 1000.0
+
+    study.optimize(objective, n_trials=60, n_jobs=8, callbacks=[cb])
+    best = {}
+    for t in study.trials:
+        best[t.params["extractor"]] = max(best.get(t.params["extractor"], 0), t.value)
+    row = kb.scores[kb.index(cb.task_name)]
+    assert {n: row[NAMES.index(n)] for n in best} == pytest.approx(best)
+    assert pickle.loads(pickle.dumps(cb)).task_name == cb.task_name  # the lock is not pickled
+
+
 def test_callback_several_workers_sqlite(tmp_path):
     _run_workers(f"sqlite:///{tmp_path / 'studies.db'}", tmp_path)
 
