@@ -1148,6 +1148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-transfer", action="store_true",
                     help="skip meta-features and transferability scores (no suite rebuild)")
     ap.add_argument("--no-inner-cv", action="store_true")
+    ap.add_argument("--methods", default=None, metavar="REGEX",
+                    help="only the methods whose name matches (the references always run)")
     ap.add_argument("--n-jobs", type=int, default=1,
                     help="methods evaluated in parallel (one thread each)")
     ap.add_argument("--transfer-cached-only", action="store_true",
@@ -1206,6 +1208,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     threadpool_limits(1)  # selection times are CPU seconds of one thread
     method_list = methods(data, inner_cv=not args.no_inner_cv)
+    if args.methods:
+        import re
+
+        keep = re.compile(args.methods)
+        method_list = [m for m in method_list
+                       if m.group == "reference" or keep.search(m.name)]
     results = {}
     goals = {}
     for p in args.protocols.split(","):
