@@ -461,7 +461,7 @@ class Task:
         codes, classes = _encode_labels(np.asarray(labs), len(files))
         logger.debug("listed %d images of %d classes in %s (decoded when used)", len(files),
                      classes.shape[0], root)
-        return cls(LazyImages([f.resolve() for f in files], int(image_size)), codes, classes,
+        return cls(LazyImages([os.path.abspath(f) for f in files], int(image_size)), codes, classes,
                    str(name or root.name), prov)
 
     # ------------------------------------------------------------------ properties
