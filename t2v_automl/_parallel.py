@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from t2v_automl._logging import progress
+from t2v_automl._logging import logger, progress
 
 
 def run_jobs(jobs: Sequence[Any], n_jobs: int | None, *, verbose: int | bool = 0,
@@ -37,3 +39,39 @@ def run_jobs(jobs: Sequence[Any], n_jobs: int | None, *, verbose: int | bool = 0
     streams = getattr(backend, "supports_return_generator", False)
     parallel = Parallel(n_jobs=n_jobs, return_as="generator" if streams else "list")
     return list(progress(parallel(jobs), verbose=verbose, desc=desc, total=len(jobs)))
+
+
+#: glibc's trim threshold below which torch's per-layer buffers go back to the system at
+#: every free (``dask.distributed`` sets 65536 for its worker processes).
+_SLOW_TRIM_BYTES = 1 << 20
+
+
+@functools.cache
+def check_allocator() -> bool:
+    """Warn (once per process) when glibc is told to trim freed memory eagerly.
+
+    ``MALLOC_TRIM_THRESHOLD_`` set to a small value — ``dask.distributed`` sets 65536 for
+    the worker processes of a ``LocalCluster`` or ``dask-worker``, and leaves it in the
+    environment of the process that started the cluster, so later joblib/loky workers
+    inherit it too — makes glibc return and re-map the buffers that torch allocates and
+    frees at every layer; the Fisher then runs about 3 times slower. It is read when a
+    process starts, so it can only be reported here, not changed.
+
+    Returns
+    -------
+    bool
+        True when the setting was found (and logged).
+    """
+    value = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    try:
+        small = value is not None and int(value) < _SLOW_TRIM_BYTES
+    except ValueError:
+        return False
+    if small:
+        logger.warning(
+            "MALLOC_TRIM_THRESHOLD_=%s in this worker's environment makes torch about 3x "
+            "slower here. dask.distributed sets it for its workers (and in the environment "
+            "of the process that started a LocalCluster); start the cluster under "
+            "dask.config.set({'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': "
+            "None}), or unset it before workers start.", value)
+    return small

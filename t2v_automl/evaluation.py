@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from t2v_automl._logging import logger
-from t2v_automl._parallel import run_jobs
+from t2v_automl._parallel import check_allocator, run_jobs
 from t2v_automl.exceptions import (
     InvalidInputTypeError,
     InvalidParameterError,
@@ -311,6 +311,7 @@ def _evaluate_cached(key: dict[str, Any], train: Task, test: Task) -> EvalResult
 
 def _evaluate_pair(extractors: list[str], train: Task, test: Task, settings: dict[str, Any],
                    memory: Any) -> list[EvalResult]:
+    check_allocator()
     out = []
     cached = None if memory is None else memory.cache(_evaluate_cached, ignore=["train", "test"])
     train_fp, test_fp = (train.fingerprint, test.fingerprint) if cached else ("", "")

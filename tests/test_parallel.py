@@ -79,7 +79,9 @@ def dask_client():
         yield client
 
 
-def test_n_jobs_none_defers_to_parallel_config(tasks, serial, monkeypatch):
+@pytest.fixture
+def threads_seen(monkeypatch):
+    """The names of the threads that ran ``_embed_one``."""
     seen: set[str] = set()
     real = embedder_mod._embed_one
 
@@ -88,6 +90,11 @@ def test_n_jobs_none_defers_to_parallel_config(tasks, serial, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(embedder_mod, "_embed_one", spy)
+    return seen
+
+
+def test_n_jobs_none_defers_to_parallel_config(tasks, serial, threads_seen):
+    seen = threads_seen
     with parallel_config(backend="threading", n_jobs=2):
         E = Task2VecEmbedder(**FAST).fit().transform(tasks)
     assert "MainThread" not in seen and seen
@@ -112,8 +119,12 @@ def test_embedder_threads_share_the_probe_safely(tasks, serial):
 
 
 def test_embedder_dask_equals_serial(tasks, serial, dask_client):
-    with parallel_config(backend="dask"):
+    from distributed import get_task_stream
+
+    # n_jobs=None: the cluster's 2 threads
+    with get_task_stream(client=dask_client) as stream, parallel_config(backend="dask"):
         E = Task2VecEmbedder(**FAST).fit().transform(tasks)
+    assert stream.data  # the tasks ran on the cluster
     assert np.array_equal(E, serial)
 
 
@@ -140,3 +151,21 @@ def test_ray_backend_equals_serial(tasks, serial, pairs, serial_zoo):
         ray.shutdown()
     assert np.array_equal(E, serial)
     _same_zoo(zoo, serial_zoo)
+
+
+def test_eager_malloc_trimming_is_reported_once(monkeypatch, caplog):
+    """dask.distributed's MALLOC_TRIM_THRESHOLD_=65536 makes torch ~3x slower: say so."""
+    from t2v_automl import _parallel
+
+    _parallel.check_allocator.cache_clear()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    try:
+        with caplog.at_level("WARNING", logger="t2v_automl"):
+            assert _parallel.check_allocator()
+            assert _parallel.check_allocator()
+        assert sum("pre-spawn-environ" in r.getMessage() for r in caplog.records) == 1
+        _parallel.check_allocator.cache_clear()
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", str(256 << 20))
+        assert not _parallel.check_allocator()
+    finally:
+        _parallel.check_allocator.cache_clear()

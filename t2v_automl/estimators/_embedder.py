@@ -15,7 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from t2v_automl._logging import logger
-from t2v_automl._parallel import run_jobs
+from t2v_automl._parallel import check_allocator, run_jobs
 from t2v_automl.embedding import Embedding, EmbeddingMeta
 from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError, InvalidTaskError
 from t2v_automl.fisher import AMP_MODES, METHODS, FisherConfig, compute_task2vec, fisher_layers
@@ -62,6 +62,7 @@ def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: st
     ``fingerprint`` and ``weights_sha256`` are part of the cache key; ``task`` is not
     (it is ignored by the cache, the fingerprint stands for it).
     """
+    check_allocator()
     probe = get_probe(probe_name, device=device)
     res = compute_task2vec(probe, task.images, task.labels, task.n_classes, cfg,
                            verbose=verbose)
