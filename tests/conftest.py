@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pytest
 import torch
 
 from t2v_automl.tasks import Task
+
+#: The benchmark scripts' folder (they are scripts, not a package).
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(stem: str, module_name: str) -> ModuleType:
+    """Import ``benchmarks/<stem>.py`` as ``module_name`` (registered in ``sys.modules``, so
+    that its functions pickle for worker processes)."""
+    spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{stem}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import load_benchmark
 
 
 def test_latency_benchmark_smoke(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_selection_latency",
-                                                  BENCH / "bench_selection_latency.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_selection_latency"] = mod
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_selection_latency", "bench_selection_latency")
     data = mod.main(["--sizes", "40", "80", "--repeats", "5", "--dim", "48", "--quick",
                      "--tmp", str(tmp_path)])
     rows = data["rows"]

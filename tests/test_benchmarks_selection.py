@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -15,8 +12,8 @@ from threadpoolctl import threadpool_limits
 
 from t2v_automl.embedding import EmbeddingMeta
 from t2v_automl.knowledge import KnowledgeBase
+from tests.conftest import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 EXTRACTORS = ["efficientnet_lite0", "mnist_cnn", "raw_pixels", "mobilenet_v2"]
 SOURCES = ["alpha", "beta", "gamma"]
 FUNCTIONS = ["f-one", "f-two"]
@@ -31,12 +28,7 @@ def _one_blas_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def sel() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_selection", BENCH / "selection.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_selection"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("selection", "bench_selection")
 
 
 def _meta(method: str, dim: int) -> EmbeddingMeta:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +11,14 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from tests.conftest import load_benchmark  # noqa: E402
+
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "warm_start.py"
 
 
 @pytest.fixture(scope="module")
 def ws() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_warm_start", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(_PATH.stem, "bench_warm_start")
 
 
 NAMES = ["a", "b", "c", "d", "e"]

@@ -7,7 +7,6 @@ by some writers and through its real path by others, and threads of one process.
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 import sys
@@ -22,8 +21,8 @@ import pytest
 from t2v_automl.embedding import Embedding, EmbeddingMeta
 from t2v_automl.integration.optuna import KnowledgeCallback
 from t2v_automl.knowledge import KnowledgeBase
+from tests.conftest import load_benchmark
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 META = EmbeddingMeta(probe="p", weights_sha256="0" * 64, method="exact", input_size=32,
                      layers="all", dim=8)
 
@@ -34,13 +33,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def stress() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_knowledge_stress",
-                                                  BENCH / "bench_knowledge_stress.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_knowledge_stress"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_knowledge_stress", "bench_knowledge_stress")
 
 
 def test_adds_and_callbacks_at_once_lose_nothing(stress: ModuleType, tmp_path: Path) -> None:
