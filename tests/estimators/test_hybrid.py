@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from t2v_automl.baselines import TransferabilitySelector
 from t2v_automl.estimators import (
@@ -78,6 +81,10 @@ def test_hybrid_follows_the_gate(known, digits):
     assert far.predict(new)[0] == NAMES[int(np.argmax(direct[0]))]
     assert far.gate_[0] > 1 - 1e-6 and far.novelty_.shape == (1,)
     assert far.rank(new).shape == (1, 2)
+    # scikit-learn conventions: clone keeps the parameters, a pickled fit predicts the same
+    assert clone(far).get_params()["novelty_center"] == -1e6
+    again = pickle.loads(pickle.dumps(far))
+    assert np.array_equal(again.predict_scores(new), far.predict_scores(new))
 
 
 def test_hybrid_bad_input(known):
