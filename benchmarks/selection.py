@@ -106,10 +106,15 @@ from t2v_automl.baselines import (  # noqa: E402
     meta_features,
     nce,
 )
-from t2v_automl.estimators import ExtractorSelector, blend_with_transferability  # noqa: E402
+from t2v_automl.estimators import (  # noqa: E402
+    ExtractorSelector,
+    HybridSelector,
+    blend_with_transferability,
+)
 from t2v_automl.estimators._selector import (  # noqa: E402
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
+    novelty_gate,
     top1_regret,
     weighted_tau,
 )
@@ -135,6 +140,9 @@ DEFAULT_METHOD = "hybrid: Fisher nearest hellinger + LogME (default)"
 SELECTOR_DEFAULT = "Fisher: nearest hellinger (ExtractorSelector default)"
 #: Novelty centres of the sensitivity rows of the hybrid (the default is NOVELTY_CENTER).
 HYBRID_CENTERS = (1.0, 2.0)
+#: Sensitivity rows of the hybrid: another domain-screen threshold, the former min_gate.
+HYBRID_SCREEN_ALT = 2.5
+HYBRID_MIN_GATE_ALT = 0.01
 #: Inner-CV grid of the default selector (``temperature``, ``reg``).
 INNER_GRID = ((0.003, 0.1), (0.01, 0.1), (0.03, 0.1))
 #: Bump when what a cached transferability entry holds changes.
@@ -456,44 +464,78 @@ def transfer_predictor(measure: str) -> Predictor:
 
 def hybrid_predictor(embedding: str = "fisher", metric: str = "hellinger",
                      measure: str = "logme", center: float = NOVELTY_CENTER,
-                     steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.01,
+                     steepness: float = NOVELTY_STEEPNESS, min_gate: float | None = None,
+                     domain_screen: float | None = None, use_screen: bool = True,
                      embedding_from_transfer: bool = False) -> Predictor:
     """:class:`~t2v_automl.estimators.HybridSelector` on precomputed inputs.
 
-    The same computation as ``HybridSelector.predict_scores`` (``ExtractorSelector`` with
-    ``metric`` fitted on the known tasks, its :meth:`novelty`, then
-    :func:`~t2v_automl.estimators.blend_with_transferability`) on the knowledge base's
-    embeddings and the cached transferability scores. Time: embedding + fit + predict, plus
-    the transferability time for the tasks whose gate reaches ``min_gate`` (the only ones
-    the estimator computes it for). With ``embedding_from_transfer`` (the domain embedding:
-    the mean of ``mobilenet_v2`` features, which the transferability pass computes anyway)
-    the embedding time is charged only where no transferability pass runs, and the whole
-    prediction time to each task.
+    The same computation as ``HybridSelector.predict_scores`` on the knowledge base's
+    embeddings and the cached transferability scores: the domain screen (an
+    ``ExtractorSelector(metric="normalized_cosine")`` on the known tasks' domain embeddings;
+    a task whose domain novelty reaches ``domain_screen`` skips the Fisher and takes the
+    transferability ranking alone), then ``ExtractorSelector`` with ``metric`` fitted on the
+    known tasks, its :meth:`novelty`, and
+    :func:`~t2v_automl.estimators.blend_with_transferability`. ``min_gate`` and
+    ``domain_screen`` default to :class:`HybridSelector`'s (``use_screen=False``: no
+    screen). Time: the domain embedding (with the screen), the Fisher embedding of the
+    tasks not screened, the fits and predictions, and the transferability time of the tasks
+    whose gate reaches ``min_gate`` (the only ones the estimator computes it for). With
+    ``embedding_from_transfer`` (the domain embedding: the mean of ``mobilenet_v2``
+    features, which the transferability pass computes anyway; no screen) the embedding time
+    is charged only where no transferability pass runs, and the whole prediction time to
+    each task.
     """
+    defaults = HybridSelector().get_params()
+    min_gate = float(defaults["min_gate"] if min_gate is None else min_gate)
+    if domain_screen is None:
+        domain_screen = defaults["domain_screen"]
+    screen_on = use_screen and domain_screen is not None and not embedding_from_transfer
+
     def run(data: BenchData, known: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
         E = data.embeddings[embedding]
         names = data.extractor_names
         Yk = data.scores[known]
         cols = np.flatnonzero(~np.isnan(Yk).all(axis=0))
+        prior = np.full((len(test), len(names)), np.nan)
+        screened = np.zeros(len(test), dtype=bool)
+        fit_s = pred_s = 0.0
+        if screen_on and "domain" in data.embeddings:
+            Ed = data.embeddings["domain"]
+            t0 = time.process_time()
+            scr = ExtractorSelector(metric="normalized_cosine",
+                                    extractor_names=[names[j] for j in cols])
+            scr.fit(Ed[known], Yk[:, cols])
+            fit_s += time.process_time() - t0
+            t0 = time.process_time()
+            screened = scr.novelty(Ed[test]) >= float(domain_screen)
+            if screened.any():
+                prior[np.ix_(screened, cols)] = scr.predict_scores(Ed[test][screened])
+            pred_s += time.process_time() - t0
         sel = ExtractorSelector(metric=metric, extractor_names=[names[j] for j in cols])
         t0 = time.process_time()
         sel.fit(E[known], Yk[:, cols])
-        fit_s = time.process_time() - t0
+        fit_s += time.process_time() - t0
         t0 = time.process_time()
-        prior = np.full((len(test), len(names)), np.nan)
-        prior[:, cols] = sel.predict_scores(E[test])
-        novelty = sel.novelty(E[test])
-        pred_s = time.process_time() - t0
+        novelty = np.full(len(test), np.inf)  # screened: the transferability ranking alone
+        keep = ~screened
+        if keep.any():
+            prior[np.ix_(keep, cols)] = sel.predict_scores(E[test][keep])
+            novelty[keep] = sel.novelty(E[test][keep])
+        pred_s += time.process_time() - t0
         scores, t_s = data.transfer[measure]
-        mixed, gate = blend_with_transferability(prior, scores[test], novelty, center=center,
-                                                 steepness=steepness)
+        gate = novelty_gate(novelty, center=center, steepness=steepness)
         runs = gate >= min_gate
+        transfer = np.where(runs[:, None], scores[test], np.nan)
+        mixed, gate = blend_with_transferability(prior, transfer, novelty, center=center,
+                                                 steepness=steepness)
         if embedding_from_transfer:
             t = fit_s + pred_s + np.where(runs, t_s[test], data.embed_time[embedding][test])
         else:
-            t = data.embed_time[embedding][test] + fit_s + pred_s / len(test) \
+            t = fit_s + pred_s / len(test) + np.where(keep, data.embed_time[embedding][test], 0.0) \
                 + np.where(runs, t_s[test], 0.0)
+            if screen_on:
+                t = t + data.embed_time["domain"][test]
         return mixed, t
     return run
 
@@ -601,11 +643,23 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
             out.append(Method(MEASURE_TITLES[m], "transferability", transfer_predictor(m),
                               "train images, 64 px" + (", k=5" if m == "knn_accuracy" else "")))
     if "logme" in data.transfer:
+        hd = HybridSelector().get_params()
         out.append(Method(DEFAULT_METHOD, "hybrid", hybrid_predictor(),
                           f"k=3, hellinger; gate center {NOVELTY_CENTER}, steepness "
-                          f"{NOVELTY_STEEPNESS}"))
+                          f"{NOVELTY_STEEPNESS}, min_gate {hd['min_gate']}, domain screen "
+                          f"{hd['domain_screen']}"))
         out += [Method(f"hybrid, gate center {c}", "hybrid", hybrid_predictor(center=c),
                        f"as the default, center {c} (sensitivity)") for c in HYBRID_CENTERS]
+        out += [Method("hybrid, no domain screen", "hybrid",
+                       hybrid_predictor(use_screen=False),
+                       "as the default, every task Fisher-embedded (sensitivity)"),
+                Method(f"hybrid, domain screen {HYBRID_SCREEN_ALT}", "hybrid",
+                       hybrid_predictor(domain_screen=HYBRID_SCREEN_ALT),
+                       f"as the default, screen at {HYBRID_SCREEN_ALT} (sensitivity)"),
+                Method(f"hybrid, min_gate {HYBRID_MIN_GATE_ALT}", "hybrid",
+                       hybrid_predictor(min_gate=HYBRID_MIN_GATE_ALT),
+                       f"as the default, LogME down to gate {HYBRID_MIN_GATE_ALT} "
+                       "(sensitivity)")]
         if "domain" in data.embeddings:
             out.append(Method("hybrid on domain embedding: ncos + LogME", "hybrid",
                               hybrid_predictor("domain", "normalized_cosine",

@@ -180,3 +180,21 @@ def test_parallel_matches_serial(sel: ModuleType, kb: KnowledgeBase) -> None:
         np.testing.assert_array_equal(r["per_task"]["regret"],
                                       two["methods"][name]["per_task"]["regret"])
         assert r["tau"] == two["methods"][name]["tau"]
+
+
+def test_hybrid_domain_screen(sel: ModuleType, kb: KnowledgeBase) -> None:
+    data = sel.BenchData.from_knowledge(kb)
+    rng = np.random.default_rng(2)
+    logme = rng.random((len(data), 4))
+    data.transfer = {"logme": (logme, np.full(len(data), 3.0))}
+    test = np.flatnonzero(data.source == "alpha")
+    known = np.flatnonzero(data.source != "alpha")
+    # every task screened: LogME alone ranks, no Fisher embedding is charged
+    scores, t = sel.hybrid_predictor(domain_screen=0.0)(data, known, test)
+    assert (np.argsort(-scores, axis=1) == np.argsort(-logme[test], axis=1)).all()
+    assert (t > 3.0 + 0.1 - 1e-9).all() and (t < 3.0 + 0.1 + 0.5).all()
+    # never screened: the same ranking as without a screen, plus the domain pass
+    never, t_never = sel.hybrid_predictor(domain_screen=1e9)(data, known, test)
+    off, t_off = sel.hybrid_predictor(use_screen=False)(data, known, test)
+    assert np.array_equal(never, off)
+    assert np.allclose(t_never - t_off, 0.1, atol=0.05)

@@ -9,6 +9,12 @@ hybrid embeds the task, measures its :meth:`~ExtractorSelector.novelty`, and mix
 rankings with :func:`~t2v_automl.estimators.blend_with_transferability`; the
 transferability score is computed only for tasks whose gate is not negligible, so tasks
 close to known ones cost one probe pass.
+
+A cheap screen comes first: the task's *domain embedding* (the mean of the probe's
+penultimate features: a forward pass only, a fifth of the Fisher's cost) is compared with
+the known tasks' domain embeddings. A task whose images are far from every known task's
+(domain novelty at or above ``domain_screen``) would get the transferability ranking alone
+anyway (its Fisher novelty is as high), so its Fisher embedding is not computed at all.
 """
 
 from __future__ import annotations
@@ -103,9 +109,16 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         selector's). Default ``TransferabilitySelector(measure="logme")``.
     novelty_center, novelty_steepness : float
         The gate of :func:`~t2v_automl.estimators.blend_with_transferability`.
-    min_gate : float, default=0.01
+    min_gate : float, default=0.1
         Tasks whose gate is below this keep the selector's ranking and cost no
         transferability pass (one forward pass per candidate extractor).
+    domain_screen : float or None, default=4.0
+        Domain novelty (:meth:`ExtractorSelector.novelty` of the domain embedding, with the
+        normalised cosine distance) at or above which a task's images count as unknown:
+        its Fisher embedding is skipped and the transferability ranking alone orders the
+        extractors (gate 1). None: no screen (every task is embedded). Needs the known
+        tasks' domain embeddings: computed at :meth:`fit`, or the knowledge base's
+        ``"domain"`` set in :meth:`from_knowledge` (a base without one disables the screen).
 
     Attributes
     ----------
@@ -113,9 +126,20 @@ class HybridSelector(SelectorMixin, BaseEstimator):
     selector_ : ExtractorSelector
     transferability_ : TransferabilitySelector
     extractor_names_ : list of str
+    screen_embedder_ : Task2VecEmbedder or None
+        The domain embedder of the screen (None: no screen).
+    screen_selector_ : ExtractorSelector or None
+        Nearest known tasks by domain embedding (None: no screen).
     novelty_, gate_ : ndarray of shape (n_tasks,)
-        Of the tasks of the last :meth:`predict_scores` call: their novelty and the weight
-        of the transferability ranking (0 = knowledge base only).
+        Of the tasks of the last :meth:`predict_scores` call: their novelty (NaN for a
+        screened task, whose Fisher embedding was not computed) and the weight of the
+        transferability ranking (0 = knowledge base only, 1 = transferability only).
+    domain_novelty_ : ndarray of shape (n_tasks,)
+        Their domain novelty (NaN when the screen did not run: no screen, or embeddings
+        given to :meth:`predict_scores`).
+    screened_ : ndarray of bool, shape (n_tasks,)
+        Which of them the screen sent to the transferability score without a Fisher
+        embedding.
     transfer_scores_ : ndarray of shape (n_tasks, n_extractors)
         The transferability scores of that call (NaN where not computed).
 
@@ -136,18 +160,26 @@ class HybridSelector(SelectorMixin, BaseEstimator):
     def __init__(self, embedder: Task2VecEmbedder | None = None,
                  selector: ExtractorSelector | None = None, transferability: Any = None,
                  novelty_center: float = NOVELTY_CENTER,
-                 novelty_steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.01) -> None:
+                 novelty_steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.1,
+                 domain_screen: float | None = 4.0) -> None:
         self.embedder = embedder
         self.selector = selector
         self.transferability = transferability
         self.novelty_center = novelty_center
         self.novelty_steepness = novelty_steepness
         self.min_gate = min_gate
+        self.domain_screen = domain_screen
 
     def _check_params(self) -> None:
         _check_float(self.novelty_center, "novelty_center", positive=None)
         _check_float(self.novelty_steepness, "novelty_steepness")
         _check_float(self.min_gate, "min_gate", positive=False)
+        if self.domain_screen is not None:
+            _check_float(self.domain_screen, "domain_screen", positive=False)
+
+    def _screen_embedder(self) -> Task2VecEmbedder:
+        """The domain embedder matching ``embedder_`` (same probe, size, subsample)."""
+        return clone(self.embedder_).set_params(method="domain").fit()
 
     def _fit_transferability(self, input_size: int | None = None) -> None:
         from t2v_automl.baselines import TransferabilitySelector
@@ -188,6 +220,13 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         self.selector_ = (ExtractorSelector() if self.selector is None
                           else clone(self.selector)).fit(embs, y)
         self.extractor_names_ = list(self.selector_.extractor_names_)
+        self.screen_embedder_, self.screen_selector_ = None, None
+        if self.domain_screen is not None:
+            self.screen_embedder_ = self._screen_embedder()
+            self.screen_selector_ = ExtractorSelector(
+                metric="normalized_cosine",
+                extractor_names=self.extractor_names_).fit(
+                    self.screen_embedder_.embed(tasks), self.selector_.scores_)
         self._fit_transferability()
         return self
 
@@ -237,6 +276,23 @@ class HybridSelector(SelectorMixin, BaseEstimator):
             k: v for k, v in hyb.selector.get_params().items() if k != "extractor_names"}
         hyb.selector_ = ExtractorSelector.from_knowledge(kb, **sel_params)
         hyb.extractor_names_ = list(hyb.selector_.extractor_names_)
+        hyb.screen_embedder_, hyb.screen_selector_ = None, None
+        if hyb.domain_screen is not None:
+            if "domain" in kb.extra_names and np.isfinite(kb.extra_embeddings("domain")[1]).all():
+                hyb.screen_embedder_ = hyb._screen_embedder()
+                hyb.screen_selector_ = ExtractorSelector.from_knowledge(
+                    kb, embedding="domain", metric="normalized_cosine")
+                if hyb.screen_embedder_.embedding_meta_.compat_key() != \
+                        hyb.screen_selector_.embedding_meta_.compat_key():
+                    raise IncompatibleEmbeddingError(
+                        "the knowledge base's domain embeddings were made differently from "
+                        "what this installation makes ("
+                        f"{hyb.screen_selector_.embedding_meta_.describe_difference(hyb.screen_embedder_.embedding_meta_)}"
+                        "; stored first). Pass domain_screen=None, or rebuild the base."
+                    )
+            else:
+                logger.info("the knowledge base has no complete 'domain' embedding set: "
+                            "the domain screen is off (every task gets a Fisher embedding)")
         evaluation = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
         size = evaluation.get("input_size")
         hyb._fit_transferability(int(size) if size else None)
@@ -281,32 +337,63 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         """
         check_is_fitted(self, "selector_")
         tasks = _as_task_list(X)
-        if embeddings is None:
-            embs = self.embedder_.embed(tasks)
-        else:
-            embs = list(embeddings)
-            if len(embs) != len(tasks):
+        n = len(tasks)
+        screened = np.zeros(n, dtype=bool)
+        domain_novelty = np.full(n, np.nan)
+        screen_prior = None
+        if embeddings is not None:
+            embs: list[Any] = list(embeddings)
+            if len(embs) != n:
                 raise InvalidInputTypeError(
-                    f"embeddings must hold one Embedding per task: {len(tasks)} task(s), "
+                    f"embeddings must hold one Embedding per task: {n} task(s), "
                     f"{len(embs)} embedding(s)."
                 )
-        prior = self.selector_.predict_scores(embs)
-        novelty = self.selector_.novelty(embs)
-        gate = novelty_gate(novelty, center=float(self.novelty_center),
+        else:
+            if getattr(self, "screen_selector_", None) is not None and n:
+                dom = self.screen_embedder_.embed(tasks)
+                domain_novelty = self.screen_selector_.novelty(dom)
+                screened = domain_novelty >= float(self.domain_screen)
+                if screened.any():
+                    screen_prior = self.screen_selector_.predict_scores(
+                        [dom[i] for i in np.flatnonzero(screened)])
+                    logger.info("%d of %d task(s) have images unlike every known task "
+                                "(domain novelty %s): no Fisher embedding, %s alone ranks",
+                                int(screened.sum()), n,
+                                np.round(domain_novelty[screened], 2).tolist(),
+                                self.transferability_.measure)
+            keep = np.flatnonzero(~screened)
+            embs = [None] * n
+            if keep.size:
+                for i, e in zip(keep, self.embedder_.embed([tasks[i] for i in keep]),
+                                strict=True):
+                    embs[i] = e
+        prior = np.full((n, len(self.extractor_names_)), np.nan)
+        novelty = np.full(n, np.nan)
+        keep = np.flatnonzero(~screened)
+        if keep.size:
+            kept = [embs[i] for i in keep]
+            prior[keep] = self.selector_.predict_scores(kept)
+            novelty[keep] = self.selector_.novelty(kept)
+        if screen_prior is not None:
+            prior[screened] = screen_prior
+        # a screened task: infinite novelty = the transferability ranking alone
+        gate_novelty = np.where(screened, np.inf, novelty)
+        gate = novelty_gate(gate_novelty, center=float(self.novelty_center),
                             steepness=float(self.novelty_steepness))
         transfer = np.full_like(prior, np.nan)
         rows = np.flatnonzero(gate >= float(self.min_gate))
         if rows.size:
             logger.info("%d of %d task(s) are novel (novelty %s): computing %s on %d "
-                        "candidate(s)", rows.size, len(tasks),
+                        "candidate(s)", rows.size, n,
                         np.round(novelty[rows], 2).tolist(), self.transferability_.measure,
                         len(self.transferability_.extractor_names_))
             scores = self.transferability_.predict_scores([tasks[i] for i in rows])
             cols = np.array([self.extractor_names_.index(n)
                              for n in self.transferability_.extractor_names_], dtype=np.intp)
             transfer[np.ix_(rows, cols)] = scores
-        scores, gate = hybrid_scores(prior, transfer, novelty,
+        scores, gate = hybrid_scores(prior, transfer, gate_novelty,
                                      center=float(self.novelty_center),
                                      steepness=float(self.novelty_steepness))
         self.novelty_, self.gate_, self.transfer_scores_ = novelty, gate, transfer
+        self.domain_novelty_, self.screened_ = domain_novelty, screened
         return scores

@@ -15,6 +15,7 @@ from t2v_automl.estimators import (
     blend_with_transferability,
 )
 from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError
+from t2v_automl.tasks import Task
 from tests.conftest import make_digit_task
 
 NAMES = ["raw_pixels", "mnist_cnn"]
@@ -93,3 +94,45 @@ def test_hybrid_bad_input(known):
         _hybrid().fit(tasks[0], Y)
     with pytest.raises(InvalidParameterError):
         _hybrid(novelty_steepness=-1.0).fit(tasks, Y)
+
+
+def test_domain_screen_skips_the_fisher_for_unknown_images(known, digits, monkeypatch):
+    tasks, Y = known
+    new = [make_digit_task(digits, (4, 9), n_per_class=15, seed=9)]
+    rng = np.random.default_rng(3)
+    noise = Task.from_arrays(rng.uniform(0, 255, (30, 8, 8)).astype(np.uint8),
+                             np.repeat([0, 1], 15), name="noise")
+    hyb = _hybrid(domain_screen=1e9).fit(tasks, Y)  # screen on, never triggered
+    assert hyb.screen_selector_ is not None and hyb.screen_embedder_.method == "domain"
+    hyb.predict_scores([new[0], noise])
+    # images unlike the known ones are farther in the domain embedding than new digits
+    assert hyb.domain_novelty_[1] > hyb.domain_novelty_[0] >= 0
+    assert not hyb.screened_.any() and np.isfinite(hyb.novelty_).all()
+    unscreened = _hybrid(domain_screen=None).fit(tasks, Y)
+    assert unscreened.screen_selector_ is None
+    assert np.array_equal(unscreened.predict_scores(new), hyb.predict_scores(new))
+    assert np.isnan(unscreened.domain_novelty_).all()
+
+    # a screen that sends every task to the transferability score: no Fisher pass at all
+    screened = _hybrid(domain_screen=0.0).fit(tasks, Y)
+
+    def no_fisher(*args, **kwargs):
+        raise AssertionError("the Fisher embedding of a screened task was computed")
+
+    monkeypatch.setattr(screened.embedder_, "embed", no_fisher)
+    scores = screened.predict_scores(new)
+    assert screened.screened_.all() and np.isnan(screened.novelty_).all()
+    assert screened.gate_[0] == 1.0
+    direct = screened.transferability_.predict_scores(new)
+    assert np.argmax(scores[0]) == np.argmax(direct[0])
+    # given embeddings, the screen does not run (the Fisher is already paid for)
+    emb = hyb.embedder_.embed(new)
+    monkeypatch.undo()
+    screened.predict_scores(new, embeddings=emb)
+    assert not screened.screened_.any() and np.isnan(screened.domain_novelty_).all()
+
+
+def test_domain_screen_bad_value(known):
+    tasks, Y = known
+    with pytest.raises(InvalidParameterError, match="domain_screen"):
+        _hybrid(domain_screen=-1.0).fit(tasks, Y)
