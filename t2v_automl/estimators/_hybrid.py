@@ -279,17 +279,17 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         hyb.screen_embedder_, hyb.screen_selector_ = None, None
         if hyb.domain_screen is not None:
             if "domain" in kb.extra_names and np.isfinite(kb.extra_embeddings("domain")[1]).all():
-                hyb.screen_embedder_ = hyb._screen_embedder()
-                hyb.screen_selector_ = ExtractorSelector.from_knowledge(
-                    kb, embedding="domain", metric="normalized_cosine")
-                if hyb.screen_embedder_.embedding_meta_.compat_key() != \
-                        hyb.screen_selector_.embedding_meta_.compat_key():
+                screen_emb = hyb._screen_embedder()
+                stored, made = kb.extra_embeddings("domain")[0], screen_emb.embedding_meta_
+                if made.compat_key() != stored.compat_key():
                     raise IncompatibleEmbeddingError(
                         "the knowledge base's domain embeddings were made differently from "
-                        "what this installation makes ("
-                        f"{hyb.screen_selector_.embedding_meta_.describe_difference(hyb.screen_embedder_.embedding_meta_)}"
-                        "; stored first). Pass domain_screen=None, or rebuild the base."
+                        f"what this installation makes ({stored.describe_difference(made)}; "
+                        "stored first). Pass domain_screen=None, or rebuild the base."
                     )
+                hyb.screen_embedder_ = screen_emb
+                hyb.screen_selector_ = ExtractorSelector.from_knowledge(
+                    kb, embedding="domain", metric="normalized_cosine")
             else:
                 logger.info("the knowledge base has no complete 'domain' embedding set: "
                             "the domain screen is off (every task gets a Fisher embedding)")
@@ -349,12 +349,14 @@ class HybridSelector(SelectorMixin, BaseEstimator):
                     f"{len(embs)} embedding(s)."
                 )
         else:
-            if getattr(self, "screen_selector_", None) is not None and n:
-                dom = self.screen_embedder_.embed(tasks)
-                domain_novelty = self.screen_selector_.novelty(dom)
-                screened = domain_novelty >= float(self.domain_screen)
+            screen_sel = getattr(self, "screen_selector_", None)
+            screen_emb = getattr(self, "screen_embedder_", None)
+            if screen_sel is not None and screen_emb is not None and n:
+                dom = screen_emb.embed(tasks)
+                domain_novelty = screen_sel.novelty(dom)
+                screened = domain_novelty >= float(self.domain_screen or 0.0)
                 if screened.any():
-                    screen_prior = self.screen_selector_.predict_scores(
+                    screen_prior = screen_sel.predict_scores(
                         [dom[i] for i in np.flatnonzero(screened)])
                     logger.info("%d of %d task(s) have images unlike every known task "
                                 "(domain novelty %s): no Fisher embedding, %s alone ranks",

@@ -136,3 +136,32 @@ def test_domain_screen_bad_value(known):
     tasks, Y = known
     with pytest.raises(InvalidParameterError, match="domain_screen"):
         _hybrid(domain_screen=-1.0).fit(tasks, Y)
+
+
+def _stripes(n: int = 40, seed: int = 0) -> Task:
+    """Horizontal vs vertical noisy stripes: images unlike any task of the shipped base."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(32, dtype=np.float64)
+    images, labels = [], []
+    for i in range(n):
+        axis = i % 2
+        wave = np.sin(rng.uniform(0.2, 0.8) * (x[:, None] if axis else x[None, :])
+                      + rng.uniform(0, 6)) * np.ones((32, 32))
+        g = ((wave + 1) * 127 + rng.normal(0, 20, (32, 32))).clip(0, 255)
+        images.append(np.stack([g, 0.5 * g, 255 - g], axis=-1).astype(np.uint8))
+        labels.append(axis)
+    return Task.from_arrays(np.array(images), np.array(labels), name="stripes")
+
+
+@pytest.mark.slow
+def test_default_screens_images_unlike_the_knowledge_base():
+    hyb = HybridSelector.default(device="cpu")
+    assert hyb.screen_selector_ is not None  # the shipped base has its domain embeddings
+    assert hyb.screen_embedder_.embedding_meta_.method == "domain"
+    stripes = _stripes()
+    scores = hyb.predict_scores([stripes])
+    assert hyb.screened_[0] and hyb.domain_novelty_[0] >= hyb.domain_screen
+    assert np.isnan(hyb.novelty_[0]) and hyb.gate_[0] == 1.0
+    transfer = hyb.transfer_scores_[0]
+    assert np.isfinite(transfer).sum() >= 2
+    assert np.argmax(scores[0]) == np.nanargmax(transfer)
