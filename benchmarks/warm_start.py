@@ -246,12 +246,20 @@ class PrecomputedHybrid:
         self.metric = selector.metric
 
     def predict_scores(self, X: Any) -> np.ndarray:
-        """The hybrid's scores for every task of ``X`` (all taken to be this task)."""
-        from t2v_automl.estimators import hybrid_scores
+        """The hybrid's scores for every task of ``X`` (all taken to be this task).
+
+        As ``HybridSelector.predict_scores`` given the task's embedding (what ``warm_start``
+        and ``Task2VecSampler`` do: no domain screen); the transferability row counts only
+        where the gate reaches the estimator's ``min_gate``.
+        """
+        from t2v_automl.estimators import HybridSelector, hybrid_scores
+        from t2v_automl.estimators._selector import novelty_gate
 
         prior = self.selector.predict_scores(X)
-        transfer = np.tile(self.transfer, (prior.shape[0], 1))
-        return hybrid_scores(prior, transfer, self.selector.novelty(X))[0]
+        novelty = self.selector.novelty(X)
+        runs = novelty_gate(novelty) >= HybridSelector().min_gate
+        transfer = np.where(runs[:, None], self.transfer[None, :], np.nan)
+        return hybrid_scores(prior, transfer, novelty)[0]
 
 
 def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: int, seed: int,
