@@ -15,17 +15,19 @@ noise; 5 % missing). They are written as float32 to a temporary ``.npy`` file (5
 Two paths are timed for each metric:
 
 ``selector``
-    What the package does today: ``ExtractorSelector(strategy=..., metric=...).fit(E, Y)``
-    on the float64 matrix, then ``rank`` of one new task. Each query recomputes what
-    depends on the known tasks alone (the square roots of the sum-normalised rows for
-    Hellinger, the complexities for the asymmetric distance, a finiteness check).
+    The estimator: ``ExtractorSelector(strategy=..., metric=..., dtype=...).fit(E, Y)``,
+    then ``rank`` of one new task. ``fit`` keeps the embeddings in ``dtype`` and builds a
+    :class:`~t2v_automl.distances.DistanceIndex` of them (plus the typical distance of
+    :meth:`~ExtractorSelector.novelty`); each query is then the index's distances, the
+    neighbour vote and the ranking. float64 for every metric (up to 10,000 known tasks);
+    ``dtype="float32"`` for Hellinger and normalised cosine at every size.
 ``index``
-    :class:`t2v_automl.distances.DistanceIndex` built once from the known tasks (float32
-    memory map in, float32 or float64 prepared rows stored), then per query the
+    :class:`t2v_automl.distances.DistanceIndex` built directly from the known tasks
+    (float32 memory map in, float32 or float64 prepared rows stored), then per query the
     distances, the same inverse-distance vote of the 3 nearest measured tasks per
-    extractor as ``ExtractorSelector(strategy="nearest")`` and the ranking. This is the
-    path proposed for the selector (see ``benchmarks/results/selection_latency.md``); its
-    rankings are checked against the selector's where both run.
+    extractor as ``ExtractorSelector(strategy="nearest")`` and the ranking: the floor under
+    the estimator. Its rankings are checked against the float64 selector's where both
+    run.
 
 Latency is the wall time of ranking one new task, each query a different new task, after
 one warm-up query; median and 95th percentile over the queries. Memory is the process's
@@ -69,6 +71,8 @@ ZERO_FRACTION = 0.034
 MISSING_FRACTION = 0.05
 #: Above this many known tasks the ``selector`` path is not run (see ``_selector_memory``).
 SELECTOR_MAX_TASKS = 10_000
+#: Metrics of the ``ExtractorSelector(dtype="float32")`` rows (also run beyond the cap).
+SELECTOR_FLOAT32_METRICS = ("hellinger", "normalized_cosine")
 GB = 1e9
 
 
@@ -169,9 +173,10 @@ def summary(times: Sequence[float]) -> dict[str, Any]:
 
 
 def run_selector(E: np.ndarray, Y: np.ndarray, names: list[str], strategy: str, metric: str,
-                 queries: np.ndarray, repeats: int, budget_s: float
+                 queries: np.ndarray, repeats: int, budget_s: float, dtype: str = "float64"
                  ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    sel = ExtractorSelector(strategy=strategy, metric=metric, extractor_names=names)
+    sel = ExtractorSelector(strategy=strategy, metric=metric, extractor_names=names,
+                            dtype=dtype)
     with PeakMemory() as fit_mem:
         t = time.perf_counter()
         sel.fit(E, Y)
@@ -203,6 +208,15 @@ def run_index(E: np.ndarray, Y: np.ndarray, names: list[str], metric: str, dtype
            "index_gb": index.nbytes / GB, "query_peak_gb": q_mem.added / GB,
            "load_1min": os.getloadavg()[0], **summary(times)}
     return row, ranks
+
+
+def _agreement(ranks: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> dict[str, str]:
+    """How many queries have the reference's full ranking and its top-1, as ``"k/n"``."""
+    pairs = list(zip(ranks, ref, strict=False))
+    same = sum(bool(np.array_equal(a, b)) for a, b in pairs)
+    top1 = sum(bool(a[0] == b[0]) for a, b in pairs)
+    return {"same_ranking_as_selector": f"{same}/{len(pairs)}",
+            "same_top1_as_selector": f"{top1}/{len(pairs)}"}
 
 
 def _total_gb() -> float:
@@ -274,30 +288,35 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
             queries = new_tasks(centres, max(args.repeats, 5), seed=n + 1)
             base = {"n_known": n, "dim": dim}
             selector_ranks: dict[str, list[np.ndarray]] = {}
-            if n <= SELECTOR_MAX_TASKS:
-                E64 = np.asarray(E, dtype=np.float64)
-                for strategy, metric in [("nearest", m) for m in METRICS] + [
-                        ("model2vec", "hellinger")]:
-                    row, ranks = run_selector(E64, Y, names, strategy, metric, queries,
-                                              args.repeats, args.budget)
-                    if strategy == "nearest":
-                        selector_ranks[metric] = ranks
+            sel_configs = [("nearest", m, "float64") for m in METRICS] + [
+                ("model2vec", "hellinger", "float64")] + [
+                ("nearest", m, "float32") for m in SELECTOR_FLOAT32_METRICS]
+            for strategy, metric, dtype in sel_configs:
+                # fit: the embeddings in dtype (a copy unless given so) + the index's rows
+                need = 2 * _selector_memory(n, dim) * np.dtype(dtype).itemsize / 8 + 2.0
+                if n > SELECTOR_MAX_TASKS and (dtype == "float64" or need > _available_gb()):
                     rows.append({**base, "path": "selector", "strategy": strategy,
-                                 "metric": metric, "dtype": "float64", **row})
-                    print(f"[{n}] selector {strategy}/{metric}: fit {row['fit_s']:.1f} s, "
-                          f"rank median {row['median_ms']:.1f} ms", flush=True)
-                del E64
-                gc.collect()
-            else:
-                need = _selector_memory(n, dim)
-                for strategy, metric in [("nearest", m) for m in METRICS] + [
-                        ("model2vec", "hellinger")]:
-                    rows.append({**base, "path": "selector", "strategy": strategy,
-                                 "metric": metric, "dtype": "float64", "median_ms": None,
+                                 "metric": metric, "dtype": dtype, "median_ms": None,
                                  "not_run": (
-                                     f"fit holds the float64 embeddings ({need:.1f} GB) and "
-                                     f"copies them (about 3x that at peak, see the 10k "
-                                     f"rows); this machine has {_total_gb():.0f} GB")})
+                                     f"fit holds the {dtype} embeddings and the index's "
+                                     f"prepared rows (about {need - 2:.0f} GB, more at "
+                                     f"peak); {_available_gb():.0f} GB of "
+                                     f"{_total_gb():.0f} GB were available")})
+                    continue
+                Ed = E if dtype == "float32" else np.asarray(E, dtype=np.float64)
+                row, ranks = run_selector(Ed, Y, names, strategy, metric, queries,
+                                          args.repeats, args.budget, dtype)
+                del Ed
+                gc.collect()
+                if strategy == "nearest":
+                    if dtype == "float64":
+                        selector_ranks[metric] = ranks
+                    elif metric in selector_ranks:
+                        row.update(_agreement(ranks, selector_ranks[metric]))
+                rows.append({**base, "path": "selector", "strategy": strategy,
+                             "metric": metric, "dtype": dtype, **row})
+                print(f"[{n}] selector {strategy}/{metric}/{dtype}: fit {row['fit_s']:.1f} s, "
+                      f"rank median {row['median_ms']:.1f} ms", flush=True)
             configs = [(m, "float32") for m in METRICS] + [
                 ("hellinger", "float64"), ("normalized_cosine", "float64")]
             for metric, dtype in configs:
@@ -311,12 +330,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
                 row, ranks = run_index(E, Y, names, metric, dtype, queries, args.repeats,
                                        args.budget)
                 if metric in selector_ranks:
-                    same = [bool(np.array_equal(a, b)) for a, b in
-                            zip(ranks, selector_ranks[metric], strict=False)]
-                    top1 = [a[0] == b[0] for a, b in
-                            zip(ranks, selector_ranks[metric], strict=False)]
-                    row["same_ranking_as_selector"] = f"{sum(same)}/{len(same)}"
-                    row["same_top1_as_selector"] = f"{sum(top1)}/{len(top1)}"
+                    row.update(_agreement(ranks, selector_ranks[metric]))
                 rows.append({**base, "path": "index", "strategy": "nearest",
                              "metric": metric, "dtype": dtype, **row})
                 print(f"[{n}] index {metric}/{dtype}: build {row['fit_s']:.1f} s, "
@@ -374,14 +388,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"{m['blas_threads']}, Python {m['python']}, {m['date']}, commit "
         f"{m.get('git_commit', '?')}.",
         "",
-        "`selector` = `ExtractorSelector(strategy, metric).fit(E, Y)` then `rank` of one new "
-        "task (what the package does today); `index` = `distances.DistanceIndex(E, metric, "
-        "dtype)` built once, then per task the distances, the selector's own neighbour vote "
-        "and ranking (the proposed selector path). `fit / build` = selector fit or index "
+        "`selector` = `ExtractorSelector(strategy, metric, dtype=dtype).fit(E, Y)` then "
+        "`rank` of one new task (the estimator; it ranks through a `DistanceIndex` kept in "
+        "`dtype`); `index` = `distances.DistanceIndex(E, metric, dtype)` built directly, then "
+        "per task the distances, the selector's own neighbour vote and ranking (the floor "
+        "under the estimator). `fit / build` = selector fit or index "
         "construction; `peak GB` = the largest RSS the fit/build or the queries added. "
         "`load` = the machine's 1-minute load average after the queries (2 cores: above 2, "
         "other jobs were competing for them). `same ranking` = queries whose full ranking "
-        "equals the selector's.",
+        "equals the float64 selector's.",
         "",
         md_table(["known tasks", "path", "strategy", "metric", "dtype", "median ms",
                   "p95 ms", "queries", "fit / build s", "peak GB", "load", "same ranking"],

@@ -14,6 +14,8 @@ def test_latency_benchmark_smoke(tmp_path: Path) -> None:
     rows = data["rows"]
     assert {(r["path"], r["metric"]) for r in rows} >= {
         ("selector", m) for m in mod.METRICS} | {("index", m) for m in mod.METRICS}
+    assert {(r["metric"], r["dtype"]) for r in rows if r["path"] == "selector"} >= {
+        (m, "float32") for m in mod.SELECTOR_FLOAT32_METRICS}
     # the index path ranks like the selector wherever both ran
     checked = [r for r in rows if "same_ranking_as_selector" in r]
     assert checked and all(r["same_top1_as_selector"] == "5/5" for r in checked)

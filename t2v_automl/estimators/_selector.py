@@ -583,6 +583,12 @@ default="hellinger"
     extractor_names : sequence of str, optional
         Names of the columns of ``Y`` when it is an array (a DataFrame's columns are used
         otherwise). Default ``"extractor0"``, ``"extractor1"``...
+    dtype : {"float64", "float32"}, default="float64"
+        Precision in which the known tasks' embeddings and their distance index are kept.
+        ``"float32"`` halves the memory (a knowledge base of 100,000 Fisher embeddings of
+        length 14,848 needs about 12 GB instead of 24) and queries are about twice as fast;
+        distances then agree with float64 to about 1e-6 relative, so near-ties may rank in
+        another order. Queries and scores stay float64.
 
     Attributes
     ----------
@@ -595,7 +601,7 @@ default="hellinger"
         :class:`~t2v_automl.embedding.Embedding` objects (or by :meth:`from_knowledge`);
         embeddings given at predict time are checked against it.
     embeddings_ : ndarray of shape (n_tasks, n_features_in_)
-        The known tasks.
+        The known tasks (in ``dtype``).
     scores_ : ndarray of shape (n_tasks, n_extractors)
         Their scores (NaN = missing).
     scale_ : ndarray of shape (n_features_in_,)
@@ -645,7 +651,7 @@ default="hellinger"
     def __init__(self, strategy: str = "nearest", metric: str = "hellinger",
                  n_neighbors: int = 3, weights: str = "distance",
                  alpha: float = distances.ALPHA, temperature: float = 0.01, reg: float = 0.1,
-                 extractor_names: Sequence[str] | None = None) -> None:
+                 extractor_names: Sequence[str] | None = None, dtype: str = "float64") -> None:
         self.strategy = strategy
         self.metric = metric
         self.n_neighbors = n_neighbors
@@ -654,6 +660,7 @@ default="hellinger"
         self.temperature = temperature
         self.reg = reg
         self.extractor_names = extractor_names
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
@@ -664,12 +671,14 @@ default="hellinger"
         _check_float(self.alpha, "alpha", positive=False)
         _check_float(self.temperature, "temperature")
         _check_float(self.reg, "reg", positive=False)
+        _check_choice(self.dtype, "dtype", ("float64", "float32"))
 
     def _validate_X(self, X: Any, reset: bool) -> np.ndarray:
         X, meta = _split_embeddings(X)
         if reset:
             arr = validate_data(self, X, reset=True, ensure_all_finite=False,
-                                ensure_min_samples=2, dtype=np.float64)
+                                ensure_min_samples=2,
+                                dtype=np.float32 if self.dtype == "float32" else np.float64)
             self.embedding_meta_ = meta
         else:
             if meta is not None and self.embedding_meta_ is not None \
@@ -754,7 +763,8 @@ default="hellinger"
         self.extractor_names_ = names
         self.embeddings_ = E
         self.scores_ = Y
-        self.scale_ = np.sqrt(np.einsum("ij,ij->j", E, E) / E.shape[0]) + 1e-30
+        self.scale_ = np.sqrt(np.einsum("ij,ij->j", E, E, dtype=np.float64) / E.shape[0]) \
+            + 1e-30
         if self.metric in _NONNEGATIVE and E.min() < 0:
             raise IncompatibleEmbeddingError(
                 f"Negative values in data passed to ExtractorSelector: metric={self.metric!r} "
@@ -764,7 +774,8 @@ default="hellinger"
             )
         self.index_ = distances.DistanceIndex(
             E, self.metric, alpha=float(self.alpha),
-            scale=self.scale_ if self.metric == "normalized_cosine" else None)
+            scale=self.scale_ if self.metric == "normalized_cosine" else None,
+            dtype=str(self.dtype))
         self.typical_distance_ = self._typical_distance(E)
         if self.strategy == "model2vec":
             self._fit_model2vec(E, Y)

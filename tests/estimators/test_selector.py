@@ -51,7 +51,7 @@ def _expected_failed(estimator):
 @parametrize_with_checks(
     [ExtractorSelector(), ExtractorSelector(strategy="model2vec"),
      ExtractorSelector(strategy="nearest", metric="asymmetric", n_neighbors=1),
-     ExtractorSelector(metric="normalized_cosine")],
+     ExtractorSelector(metric="normalized_cosine"), ExtractorSelector(dtype="float32")],
     expected_failed_checks=_expected_failed,
 )
 def test_sklearn_checks(estimator, check):
@@ -303,3 +303,29 @@ def test_pipeline_after_task2vec_embedder(digits):
     assert pred.shape == (2,) and set(pred) <= set(NAMES)
     assert pipe[-1].n_features_in_ == 40
     assert -1.0 <= pipe.score(tasks[6:], Y.iloc[6:]) <= 1.0
+
+
+@pytest.mark.parametrize("strategy,metric", [("nearest", "hellinger"),
+                                             ("nearest", "normalized_cosine"),
+                                             ("nearest", "asymmetric"),
+                                             ("model2vec", "symmetric")])
+def test_float32_halves_memory_and_ranks_alike(strategy, metric):
+    E, Y, _ = clusters(n=60, d=32, seed=3)
+    names = ["a", "b", "c"]
+    ref = ExtractorSelector(strategy=strategy, metric=metric, extractor_names=names).fit(E, Y)
+    half = ExtractorSelector(strategy=strategy, metric=metric, extractor_names=names,
+                             dtype="float32").fit(E, Y)
+    assert half.embeddings_.dtype == np.float32
+    assert half.embeddings_.nbytes * 2 == ref.embeddings_.nbytes
+    Q = E[:12] + 0.01
+    assert half.predict_scores(Q).dtype == np.float64
+    np.testing.assert_allclose(half.predict_scores(Q), ref.predict_scores(Q), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(half.novelty(Q), ref.novelty(Q), atol=1e-4)
+    assert (half.predict(Q) == ref.predict(Q)).all()
+
+
+def test_bad_dtype():
+    E, Y, _ = clusters(n=10)
+    with pytest.raises(UnknownNameError, match="dtype"):
+        ExtractorSelector(dtype="float16").fit(E, Y)
