@@ -590,7 +590,6 @@ def cmd_select(args: argparse.Namespace) -> int:
         con.table(["task", "distance", "source", "best extractor", "its score"],
                   [[n["task"], n["distance"], n["source"], n["best"], n["best_score"]]
                    for n in near])
-        near = nearest_tasks(kb, e, metric, args.nearest)
         report.append({"task": e.task_name, "novelty": info["novelty"],
                        "transferability_weight": info["weight"], "ranking": [
             {"extractor": r[1], "predicted": r[2], "mean_known": r[3], "tasks_best": r[4],

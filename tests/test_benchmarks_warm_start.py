@@ -135,3 +135,23 @@ def test_select_tasks_spreads_over_sources(ws: Any) -> None:
     assert len(picked) == 8 and picked == ws.select_tasks(meta, 3, 1, seed=0)
     assert sum(p.startswith("x/subset") for p in picked) == 3
     assert sum(p.startswith("y/relabel") for p in picked) == 1
+
+
+def test_c_from_history(ws: Any) -> None:
+    n_c = len(ws.C_GRID)
+    j1 = ws.snap_index(1.0)
+    # extractor "a" is best at the smallest C on every task; C = 1 is 2 points short
+    def tab() -> np.ndarray:
+        t = np.full((len(NAMES), n_c), 0.5)
+        t[0] = 0.9
+        t[0, 0] = 0.92
+        return t
+
+    tables = {f"s{k}/t": tab() for k in range(3)}
+    info = {t: {"source_dataset": t.split("/")[0], "selector_top3": ["a", "b", "c"]}
+            for t in tables}
+    got = ws.c_from_history(tables, info, NAMES, j1)
+    assert got == {"C = 1 (as run)": 0, "median best C": 3, "lowest mean loss": 3}
+    # with no past study of another source, every rule falls back to C = 1
+    one = {"s0/t": tables["s0/t"]}
+    assert set(ws.c_from_history(one, info, NAMES, j1).values()) == {0}
