@@ -507,6 +507,36 @@ def hybrid_prediction(hybrid: Any, embedding: Embedding, task: Task | None,
                     "transfer": transfer if np.isfinite(transfer).any() else None}
 
 
+def domain_screen(hybrid: Any, items: list[_Input]) -> dict[int, tuple[Embedding, float, float]]:
+    """The hybrid's domain screen over the task inputs (those at or above its threshold skip
+    the Fisher embedding).
+
+    Parameters
+    ----------
+    hybrid : HybridSelector
+        Fitted; without a screen (``screen_selector_`` None) nothing is screened.
+    items : list of _Input
+        Stored embeddings are never screened (the Fisher is already paid for).
+
+    Returns
+    -------
+    dict
+        Index in ``items`` -> (domain embedding, domain novelty, seconds of the domain pass)
+        for every task input (none when the hybrid has no screen).
+    """
+    out: dict[int, tuple[Embedding, float, float]] = {}
+    if getattr(hybrid, "screen_selector_", None) is None:
+        return out
+    for i, it in enumerate(items):
+        if it.task is None or it.embedding is not None:
+            continue
+        t0 = time.perf_counter()
+        dom = hybrid.screen_embedder_.embed([it.task])[0]
+        dnov = float(hybrid.screen_selector_.novelty([dom])[0])
+        out[i] = (dom, dnov, time.perf_counter() - t0)
+    return out
+
+
 def nearest_tasks(kb: KnowledgeBase, embedding: Embedding, metric: str, k: int
                   ) -> list[dict[str, Any]]:
     """The ``k`` known tasks nearest to ``embedding``, with their best extractor.
@@ -515,6 +545,8 @@ def nearest_tasks(kb: KnowledgeBase, embedding: Embedding, metric: str, k: int
     ----------
     kb : KnowledgeBase
     embedding : Embedding
+        Made like the base's main embeddings, or like one of its extra sets (e.g. a domain
+        embedding: compared with that set).
     metric : str
         A distance of :mod:`t2v_automl.distances`.
     k : int
@@ -528,8 +560,16 @@ def nearest_tasks(kb: KnowledgeBase, embedding: Embedding, metric: str, k: int
 
     from t2v_automl.distances import pairwise_distances
 
-    embedding.check_compatible(kb.meta)
-    d = pairwise_distances(kb.embeddings, embedding.values[None, :], metric=metric)[:, 0]
+    E, meta = kb.embeddings, kb.meta
+    for name in kb.extra_names:
+        extra_meta, values = kb.extra_embeddings(name)
+        if extra_meta.compat_key() == embedding.meta.compat_key() \
+                and meta.compat_key() != embedding.meta.compat_key():
+            E, meta = values, extra_meta
+            break
+    embedding.check_compatible(meta)
+    d = pairwise_distances(E, embedding.values[None, :], metric=metric)[:, 0]
+    d = np.where(np.isfinite(d), d, np.inf)
     order = np.argsort(d, kind="stable")[:k]
     S, names, prov = kb.scores, kb.extractor_names, kb.provenance
     out = []
@@ -560,37 +600,62 @@ def cmd_select(args: argparse.Namespace) -> int:
         if args.candidates else None
     _check_candidates(candidates, kb.extractor_names)
     items = _load_inputs([args.path], kb.meta.input_size)
-    embs, times = _embed_inputs(args, items, kb.meta, label)
-    tasks = [it.task for it in items if it.embedding is not None]
     hybrid = _make_hybrid(args, kb)
+    domain = {} if args.transferability == "none" else domain_screen(hybrid, items)
+    screened = {i: v for i, v in domain.items() if v[1] >= float(hybrid.domain_screen)}
+    rest = [it for i, it in enumerate(items) if i not in screened]
+    embs, times = _embed_inputs(args, rest, kb.meta, label)
     selector = hybrid.selector_
     metric = selector.metric
     report = []
-    for e, task, t in zip(embs, tasks, times, strict=True):
-        con.say(f"task {e.task_name!r}: {e.meta.n_images or '?'} images embedded in {t:.1f} s "
-                f"with {_describe_meta(e.meta)}")
-        con.say(f"knowledge: {label} ({len(kb)} tasks x {len(kb.extractor_names)} extractors); "
-                f"selector: {selector.strategy}, {metric} distance")
-        if args.transferability == "none":
-            pred, info = selector.predict_scores([e])[0], {
-                "novelty": float(selector.novelty([e])[0]), "weight": 0.0, "transfer": None}
+    con.say(f"knowledge: {label} ({len(kb)} tasks x {len(kb.extractor_names)} extractors); "
+            f"selector: {selector.strategy}, {metric} distance")
+    for i, it in enumerate(items):
+        if i in screened:
+            dom, dnov, t = screened[i]
+            assert it.task is not None
+            con.say(f"task {dom.task_name!r}: its images are unlike every known task's "
+                    f"(domain novelty {dnov:.2f} >= {hybrid.domain_screen:g}; domain pass "
+                    f"{t:.1f} s): no Fisher embedding, {args.transferability} alone ranks")
+            pred = hybrid.predict_scores([it.task], domain_embeddings=[dom])[0]
+            name, info = dom.task_name, {"novelty": None, "domain_novelty": dnov,
+                                         "weight": float(hybrid.gate_[0]),
+                                         "transfer": hybrid.transfer_scores_[0]}
+            near_emb, near_metric = dom, "normalized_cosine"
         else:
-            pred, info = hybrid_prediction(hybrid, e, task, con)
-        con.say(f"novelty {info['novelty']:.2f} (distance to the nearest known task / the "
-                f"usual distance between known neighbours); weight of "
-                f"{args.transferability} in the ranking: {info['weight']:.2f}")
+            k = rest.index(it)
+            e, task = embs[k], it.task
+            con.say(f"task {e.task_name!r}: {e.meta.n_images or '?'} images embedded in "
+                    f"{times[k]:.1f} s with {_describe_meta(e.meta)}")
+            if args.transferability == "none":
+                pred, info = selector.predict_scores([e])[0], {
+                    "novelty": float(selector.novelty([e])[0]), "weight": 0.0,
+                    "transfer": None}
+            else:
+                pred, info = hybrid_prediction(hybrid, e, task, con)
+            if i in domain:
+                info["domain_novelty"] = domain[i][1]
+            con.say(f"novelty {info['novelty']:.2f} (distance to the nearest known task / "
+                    f"the usual distance between known neighbours"
+                    + (f"; domain novelty {domain[i][1]:.2f}" if i in domain else "")
+                    + f"); weight of {args.transferability} in the ranking: "
+                    f"{info['weight']:.2f}")
+            name, near_emb, near_metric = e.task_name, e, metric
         rows = _ranking_rows(selector.extractor_names_, pred, kb, candidates, args.top,
                              info["transfer"])
-        con.out(f"\nRecommended extractor for {e.task_name}: {rows[0][1]}\n")
+        con.out(f"\nRecommended extractor for {name}: {rows[0][1]}\n")
         head = ["rank", "extractor", "predicted", "mean known", "tasks best"]
         con.table(head + ([args.transferability] if info["transfer"] is not None else []),
                   rows)
-        near = nearest_tasks(kb, e, metric, args.nearest)
-        con.out(f"\nNearest known tasks ({metric} distance):")
+        near = nearest_tasks(kb, near_emb, near_metric, args.nearest)
+        kind = "domain embedding, " if i in screened else ""
+        con.out(f"\nNearest known tasks ({kind}{near_metric} distance):")
         con.table(["task", "distance", "source", "best extractor", "its score"],
                   [[n["task"], n["distance"], n["source"], n["best"], n["best_score"]]
                    for n in near])
-        report.append({"task": e.task_name, "novelty": info["novelty"],
+        report.append({"task": name, "novelty": info["novelty"],
+                       **({"domain_novelty": info["domain_novelty"]}
+                          if "domain_novelty" in info else {}),
                        "transferability_weight": info["weight"], "ranking": [
             {"extractor": r[1], "predicted": r[2], "mean_known": r[3], "tasks_best": r[4],
              **({args.transferability: r[5]} if len(r) > 5 else {})}

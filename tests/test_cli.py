@@ -369,3 +369,63 @@ def test_demo_with_the_real_probe(tmp_path: Path) -> None:
     else:
         assert "no knowledge base yet" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _with_domain_set(kb_file: Path, out: Path) -> Path:
+    """The test knowledge base plus the domain embeddings of its tasks."""
+    from t2v_automl.estimators import Task2VecEmbedder
+    from t2v_automl.estimators._embedder import embedder_params_from_meta
+    from t2v_automl.knowledge import KnowledgeBase
+    from t2v_automl.suites import iter_suite
+
+    kb = KnowledgeBase.load(kb_file)
+    emb = Task2VecEmbedder(**{**embedder_params_from_meta(kb.meta), "method": "domain"}).fit()
+    settings = kb.provenance[0]
+    suite = {st.name: st for st in iter_suite(settings.get("suite", "mini"),
+                                              int(settings.get("seed", 0)))}
+    for name in kb.task_names:
+        i = kb.index(name)
+        scores = {e: float(s) for e, s in zip(kb.extractor_names, kb.scores[i], strict=True)}
+        kb.add(name, kb.embeddings[i], scores, provenance=kb.provenance[i],
+               extra_embeddings={"domain": emb.embed([suite[name].train])[0]},
+               overwrite=True)
+    kb.save(out)
+    return out
+
+
+def _stripes_folder(root: Path) -> Path:
+    """Horizontal vs vertical stripes: images unlike the digits of the test base."""
+    rng = np.random.default_rng(1)
+    x = np.arange(16, dtype=np.float64)
+    for axis, cls in ((0, "across"), (1, "down")):
+        folder = root / "stripes" / cls
+        folder.mkdir(parents=True)
+        for i in range(12):
+            wave = np.sin(rng.uniform(0.5, 1.5) * (x[:, None] if axis else x[None, :])
+                          + rng.uniform(0, 6)) * np.ones((16, 16))
+            img = np.stack([(wave + 1) * 127, 255 - (wave + 1) * 127, np.full((16, 16), 90)],
+                           axis=-1)
+            Image.fromarray(img.astype(np.uint8)).save(folder / f"{i}.png")
+    return root / "stripes"
+
+
+def test_select_screens_images_unlike_the_known_tasks(kb_file: Path, data: Path,
+                                                      tmp_path: Path) -> None:
+    kb2 = _with_domain_set(kb_file, tmp_path / "kb_domain.npz")
+    stripes = _stripes_folder(tmp_path)
+    out = tmp_path / "sel.json"
+    res = run_cli("select", str(stripes), "-k", str(kb2), "--json", str(out), cwd=data)
+    assert_ok(res)
+    assert "no Fisher embedding" in res.stdout and "domain novelty" in res.stdout
+    assert "Nearest known tasks (domain embedding" in res.stdout
+    report = json.loads(out.read_text())[0]
+    assert report["novelty"] is None and report["domain_novelty"] >= 4.0
+    assert report["transferability_weight"] == 1.0
+    assert all("logme" in r for r in report["ranking"])
+    # a digits task like the known ones still gets its Fisher embedding
+    res = run_cli("select", "pair01", "-k", str(kb2), "--json", str(out), cwd=data)
+    assert_ok(res)
+    assert "no Fisher embedding" not in res.stdout
+    near = json.loads(out.read_text())[0]
+    assert near["novelty"] is not None and 0 <= near["domain_novelty"] < 4.0
+    assert near["domain_novelty"] < report["domain_novelty"]

@@ -315,8 +315,8 @@ class HybridSelector(SelectorMixin, BaseEstimator):
 
         return cls.from_knowledge(KnowledgeBase.default(), **params)
 
-    def predict_scores(self, X: Any, embeddings: Sequence[Embedding] | None = None
-                       ) -> np.ndarray:
+    def predict_scores(self, X: Any, embeddings: Sequence[Embedding] | None = None,
+                       domain_embeddings: Sequence[Embedding] | None = None) -> np.ndarray:
         """Predicted score of every extractor for every task, ordered by the mixed ranking.
 
         Parameters
@@ -324,7 +324,10 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         X : sequence of tasks
         embeddings : sequence of Embedding, optional
             The tasks' embeddings, when already computed with :attr:`embedder_` (saves the
-            probe pass).
+            probe pass; the domain screen does not run: the Fisher is already paid for).
+        domain_embeddings : sequence of Embedding, optional
+            The tasks' domain embeddings, when already computed with
+            :attr:`screen_embedder_` (the screen then reuses them).
 
         Returns
         -------
@@ -352,7 +355,13 @@ class HybridSelector(SelectorMixin, BaseEstimator):
             screen_sel = getattr(self, "screen_selector_", None)
             screen_emb = getattr(self, "screen_embedder_", None)
             if screen_sel is not None and screen_emb is not None and n:
-                dom = screen_emb.embed(tasks)
+                dom = screen_emb.embed(tasks) if domain_embeddings is None \
+                    else list(domain_embeddings)
+                if len(dom) != n:
+                    raise InvalidInputTypeError(
+                        f"domain_embeddings must hold one Embedding per task: {n} task(s), "
+                        f"{len(dom)} embedding(s)."
+                    )
                 domain_novelty = screen_sel.novelty(dom)
                 screened = domain_novelty >= float(self.domain_screen or 0.0)
                 if screened.any():
