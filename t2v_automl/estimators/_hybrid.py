@@ -399,8 +399,9 @@ class HybridSelector(SelectorMixin, BaseEstimator):
                         np.round(novelty[rows], 2).tolist(), self.transferability_.measure,
                         len(self.transferability_.extractor_names_))
             scores = self.transferability_.predict_scores([tasks[i] for i in rows])
-            cols = np.array([self.extractor_names_.index(n)
-                             for n in self.transferability_.extractor_names_], dtype=np.intp)
+            cols = np.array([self.extractor_names_.index(name)
+                             for name in self.transferability_.extractor_names_],
+                            dtype=np.intp)
             transfer[np.ix_(rows, cols)] = scores
         scores, gate = hybrid_scores(prior, transfer, gate_novelty,
                                      center=float(self.novelty_center),
