@@ -333,10 +333,13 @@ def plot_regret(methods: Sequence[str], regrets: Any, cis: Any = None,
         upper = np.clip(C[:, 1] - r, 0.0, None)
         ax.errorbar(x[ok], r[ok], yerr=np.vstack([lower[ok], upper[ok]]), fmt="none",
                     ecolor="black", capsize=4, linewidth=1.2)
-    for xi, ri in zip(x, r, strict=True):
+    tops = r.copy()
+    if cis is not None:  # the value goes above the interval, where it can be read
+        tops = np.fmax(tops, np.asarray(cis, dtype=np.float64)[:, 1])
+    for xi, ri, top in zip(x, r, tops, strict=True):
         if np.isfinite(ri):
-            ax.annotate(f"{ri:.2f}", (xi, 0), xytext=(0, 3), textcoords="offset points",
-                        ha="center", fontsize=8, color="white", weight="bold")
+            ax.annotate(f"{ri:.2f}", (xi, max(float(top), 0.0)), xytext=(0, 3),
+                        textcoords="offset points", ha="center", fontsize=8)
     ax.set_xticks(x, [str(m) for m in methods], rotation=30, ha="right", fontsize=9)
     ax.set_ylabel(ylabel)
     ax.axhline(0.0, color="black", linewidth=0.8)
