@@ -23,12 +23,18 @@ Runs, for every folder size:
     folders were read before), then the default embedding.
 ``mobilenet-lazy-default``
     The default embedder (``mobilenet_v2``, 64 px, 500 images, exact Fisher).
+``dataset-lazy-default`` / ``dataset-eager-default``
+    The folder as a torchvision ``ImageFolder`` (``Resize`` + ``PILToTensor``) given to
+    ``Task.from_dataset(..., lazy=True)`` (labels from ``.targets``, images read when
+    used) or ``lazy=False`` (every image read into one array first).
 
 Run::
 
     python benchmarks/bench_memory.py                         # 1k, 5k, 20k, 50k (~15 min)
     python benchmarks/bench_memory.py --sizes 1000,5000 --out memory_quick
     python benchmarks/bench_memory.py --render                # re-write the .md from .json
+    python benchmarks/bench_memory.py --runs dataset-lazy-default,dataset-eager-default \
+        --out memory_dataset                                  # torch datasets only
 
 Writes ``benchmarks/results/memory.{json,md}``.
 """
@@ -59,6 +65,11 @@ RUNS: dict[str, dict[str, Any]] = {
     "eager-default": dict(probe="tiny_random", image_size=32, max_images=500, lazy=False),
     "mobilenet-lazy-default": dict(probe="mobilenet_v2", image_size=64, max_images=500,
                                    lazy=True),
+    # the same folder as a torchvision ImageFolder (uint8 tensors), through from_dataset
+    "dataset-lazy-default": dict(probe="tiny_random", image_size=32, max_images=500,
+                                 lazy=True, source="dataset"),
+    "dataset-eager-default": dict(probe="tiny_random", image_size=32, max_images=500,
+                                  lazy=False, source="dataset"),
 }
 
 
@@ -133,8 +144,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     _reset_peak()
     ready = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    task = Task.from_folder(spec["folder"], image_size=max(spec["image_size"], 32),
-                            lazy=spec["lazy"])
+    if spec.get("source") == "dataset":
+        from torchvision import datasets, transforms
+
+        size = max(spec["image_size"], 32)
+        ds = datasets.ImageFolder(spec["folder"], transform=transforms.Compose(
+            [transforms.Resize((size, size)), transforms.PILToTensor()]))
+        task = Task.from_dataset(ds, lazy=spec["lazy"])
+    else:
+        task = Task.from_folder(spec["folder"], image_size=max(spec["image_size"], 32),
+                                lazy=spec["lazy"])
     t1 = time.perf_counter()
     [e] = emb.embed([task])
     t2 = time.perf_counter()
@@ -170,7 +189,8 @@ def render(data: dict[str, Any]) -> str:
         "",
         f"Folders of synthetic {IMAGE_PX}x{IMAGE_PX} PNGs, {N_CLASSES} classes, in a temporary "
         "directory. Each run is a fresh Python process: load the probe, "
-        "`Task.from_folder`, `Task2VecEmbedder.embed`. *Peak RSS* is the process's "
+        "`Task.from_folder` (or `Task.from_dataset` of a torchvision `ImageFolder` for the "
+        "`dataset-*` runs), `Task2VecEmbedder.embed`. *Peak RSS* is the process's "
         "`ru_maxrss`; *added* is the peak resident size while the folder was read and "
         "embedded (`VmHWM`, reset just before) minus the resident size before it (torch and "
         "the probe loaded, a tiny warm-up task embedded): what the task cost. Seconds are "
@@ -230,7 +250,9 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown runs {sorted(unknown)}; known: {list(RUNS)}")
     command = "python benchmarks/bench_memory.py" + (
-        "" if args.sizes == ap.get_default("sizes") else f" --sizes {args.sizes}")
+        "" if args.sizes == ap.get_default("sizes") else f" --sizes {args.sizes}") + (
+        "" if args.runs == ap.get_default("runs") else f" --runs {args.runs}") + (
+        "" if args.out == ap.get_default("out") else f" --out {args.out}")
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="t2v_bench_memory_", dir=args.tmp))
     try:

@@ -27,7 +27,8 @@ import numpy as np
 from t2v_automl._logging import logger
 from t2v_automl.exceptions import ImageFolderError, InvalidInputTypeError, InvalidTaskError
 
-__all__ = ["Task", "LazyImages", "as_task", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
+__all__ = ["Task", "LazyImages", "LazyDatasetImages", "as_task", "IMAGE_EXTENSIONS",
+           "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -282,6 +283,120 @@ class LazyImages:
         return self._digest
 
 
+def _dataset_item(dataset: Any, i: int) -> tuple[np.ndarray, Any]:
+    """Item ``i`` of a map-style dataset as a raw ``(C, H, W)`` array and its label."""
+    item = dataset[i]
+    if not isinstance(item, tuple | list) or len(item) < 2:
+        raise InvalidInputTypeError(
+            f"dataset items must be (image, label) pairs; item {i} is {type(item).__name__}."
+        )
+    img, lab = item[0], item[1]
+    if hasattr(img, "detach"):  # torch tensors are (C, H, W) or (H, W)
+        arr = img.detach().cpu().numpy()
+    else:  # PIL images and arrays are (H, W, C) or (H, W)
+        arr = np.asarray(img)
+        arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+    arr = arr[None] if arr.ndim == 2 else arr
+    return arr, (lab.item() if hasattr(lab, "item") else lab)
+
+
+class LazyDatasetImages(LazyImages):
+    """The images of a map-style dataset, read from it only when they are indexed.
+
+    The :class:`LazyImages` array protocol over ``dataset[i][0]`` instead of files: rows
+    equal, bit for bit, those of ``Task.from_dataset(dataset, lazy=False).images``.
+
+    Parameters
+    ----------
+    dataset : map-style dataset
+        ``dataset[i]`` is ``(image, label)``; it must return the same image for the same
+        index every time (no random transforms) and, to be sent to worker processes, be
+        picklable.
+    rows : sequence of int
+        The dataset indices of the rows, in row order.
+    item_shape : (int, int, int)
+        ``(C, H, W)`` of every raw image (C 1, 3 or 4).
+    item_dtype : numpy dtype
+        Their dtype (``uint8`` in 0..255 or float in [0, 1]).
+    """
+
+    def __init__(self, dataset: Any, rows: Sequence[int] | np.ndarray,
+                 item_shape: tuple[int, int, int], item_dtype: Any) -> None:
+        self.dataset = dataset
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        c, h, w = (int(v) for v in item_shape)
+        self.item_shape: tuple[int, int, int] = (c, h, w)
+        self.item_dtype = np.dtype(item_dtype)
+        self.files = ()
+        self.image_size = int(self.item_shape[1])
+        self._digest = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(n, 3, H, W)``."""
+        return (len(self.rows), 3, self.item_shape[1], self.item_shape[2])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"LazyDatasetImages(n={len(self)}, image_shape={self.shape[1:]})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "rows": self.rows, "item_shape": self.item_shape,
+                "item_dtype": self.item_dtype.str, "_digest": self._digest}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        c, h, w = (int(v) for v in state["item_shape"])
+        self.dataset = state["dataset"]
+        self.rows = np.asarray(state["rows"], dtype=np.int64)
+        self.item_shape = (c, h, w)
+        self.item_dtype = np.dtype(state["item_dtype"])
+        self.files = ()
+        self.image_size = h
+        self._digest = state["_digest"]
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Read the images at ``indices`` from the dataset.
+
+        Raises
+        ------
+        InvalidTaskError
+            An image whose shape or dtype differs from the first one's.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            return np.empty((0, 3, *self.shape[2:]), dtype=np.float32)
+        arrs = []
+        for i in idx:
+            arr, _ = _dataset_item(self.dataset, int(self.rows[int(i)]))
+            if arr.shape != self.item_shape or arr.dtype != self.item_dtype:
+                raise InvalidTaskError(
+                    f"dataset item {int(self.rows[int(i)])} is {arr.dtype} {arr.shape}, the "
+                    f"first one {self.item_dtype} {self.item_shape}; a lazy dataset task "
+                    "needs one image size and type (add a torchvision Resize transform)."
+                )
+            arrs.append(arr)
+        return _to_nchw(np.stack(arrs), "nchw")
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LazyDatasetImages:
+        """The lazy images at ``indices`` (nothing is read)."""
+        idx = np.arange(len(self))[np.asarray(indices)]
+        return LazyDatasetImages(self.dataset, self.rows[np.atleast_1d(idx)],
+                                 self.item_shape, self.item_dtype)
+
+    def digest(self) -> str:
+        """A sha256 of the decoded rows (reads every image once, keeps none)."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            h.update(repr(("LazyDatasetImages-v1", self.shape)).encode())
+            for start in range(0, len(self), _DECODE_CHUNK):
+                h.update(self.take(np.arange(start, min(len(self), start + _DECODE_CHUNK)))
+                         .tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+
 @dataclass(eq=False)
 class Task:
     """A labelled image dataset: the unit that is embedded and evaluated.
@@ -333,11 +448,31 @@ class Task:
 
     @classmethod
     def from_dataset(cls, dataset: Any, *, name: str = "task",
-                     provenance: Mapping[str, Any] | None = None) -> Task:
+                     provenance: Mapping[str, Any] | None = None, lazy: bool = False) -> Task:
         """Build a task from a map-style torch ``Dataset`` yielding ``(image, label)``.
 
         Images may be tensors ``(C, H, W)`` in [0, 1], PIL images or numpy arrays; all must
         have the same size (use a torchvision ``Resize`` transform otherwise).
+
+        Parameters
+        ----------
+        dataset : map-style dataset
+        name : str, default="task"
+        provenance : mapping, optional
+        lazy : bool, default=False
+            Keep the dataset and read an image only when it is used (a
+            :class:`LazyDatasetImages`): memory stays bounded for large datasets. The
+            labels come from ``dataset.targets`` when it has one entry per item
+            (torchvision datasets), else from one pass over the items (each image read
+            and dropped). The dataset must return the same image for the same index (no
+            random augmentation); the fingerprint reads every image once more.
+
+        Raises
+        ------
+        InvalidInputTypeError
+            Not a map-style dataset, or items that are not ``(image, label)`` pairs.
+        InvalidTaskError
+            An empty dataset, or images of different shapes.
         """
         try:
             n = len(dataset)
@@ -345,25 +480,29 @@ class Task:
             raise InvalidInputTypeError(
                 f"expected a map-style dataset with __len__; got {type(dataset).__name__}."
             ) from exc
+        if n == 0:
+            raise InvalidTaskError("the dataset is empty: 0 images.")
+        if lazy:
+            first, _ = _dataset_item(dataset, 0)
+            targets = getattr(dataset, "targets", None)
+            if targets is not None and len(targets) == n:
+                labs = [t.item() if hasattr(t, "item") else t for t in targets]
+            else:
+                labs = [_dataset_item(dataset, i)[1] for i in range(n)]
+            if first.ndim != 3:
+                raise InvalidTaskError(
+                    f"dataset images must be 2-D or 3-D; item 0 has shape {first.shape}.")
+            images = LazyDatasetImages(dataset, np.arange(n),
+                                       (first.shape[0], first.shape[1], first.shape[2]),
+                                       first.dtype)
+            images.take([0])  # validates the first image like the eager path would
+            codes, classes = _encode_labels(labs, n)
+            return cls(images, codes, classes, str(name), dict(provenance or {}))
         imgs, labs = [], []
         for i in range(n):
-            item = dataset[i]
-            if not isinstance(item, tuple | list) or len(item) < 2:
-                raise InvalidInputTypeError(
-                    f"dataset items must be (image, label) pairs; item {i} is "
-                    f"{type(item).__name__}."
-                )
-            img, lab = item[0], item[1]
-            if hasattr(img, "detach"):  # torch tensors are (C, H, W) or (H, W)
-                arr = img.detach().cpu().numpy()
-            else:  # PIL images and arrays are (H, W, C) or (H, W)
-                arr = np.asarray(img)
-                arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
-            arr = arr[None] if arr.ndim == 2 else arr
+            arr, lab = _dataset_item(dataset, i)
             imgs.append(arr)
-            labs.append(lab.item() if hasattr(lab, "item") else lab)
-        if not imgs:
-            raise InvalidTaskError("the dataset is empty: 0 images.")
+            labs.append(lab)
         shapes = {a.shape for a in imgs}
         if len(shapes) > 1:
             raise InvalidTaskError(

@@ -251,3 +251,67 @@ def test_extractors_read_lazy_images_by_batch(tmp_path):
     ext = get_extractor("raw_pixels")
     assert np.array_equal(ext.transform(lazy.images, batch_size=4),
                           ext.transform(eager.images, batch_size=4))
+
+
+class _CountingDataset(torch.utils.data.Dataset):
+    """Items are deterministic uint8 HWC arrays; counts the reads."""
+
+    def __init__(self, n=30, size=12, targets=False, odd_item=None):
+        rng = np.random.default_rng(5)
+        self.x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        self.y = [f"c{i % 3}" for i in range(n)]
+        if targets:
+            self.targets = list(self.y)
+        self.odd_item = odd_item
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if i == self.odd_item:
+            return self.x[i][:-1], self.y[i]
+        return self.x[i], self.y[i]
+
+
+def test_lazy_dataset_equals_eager_bit_for_bit():
+    import pickle
+
+    from t2v_automl.estimators import Task2VecEmbedder
+    from t2v_automl.tasks import LazyDatasetImages
+
+    ds = _CountingDataset()
+    eager = Task.from_dataset(ds, name="ds")
+    lazy = Task.from_dataset(ds, name="ds", lazy=True)
+    assert isinstance(lazy.images, LazyDatasetImages) and lazy.is_lazy
+    assert lazy.images.shape == eager.images.shape
+    assert np.array_equal(np.asarray(lazy.images), eager.images)
+    assert np.array_equal(lazy.labels, eager.labels)
+    assert list(lazy.classes) == list(eager.classes)
+    idx = np.array([7, 2, 2, 29])
+    assert np.array_equal(lazy.images[idx], eager.images[idx])
+    sub = lazy.subset([0, 3, 1, 4])
+    assert sub.is_lazy and np.array_equal(np.asarray(sub.images), eager.images[[0, 3, 1, 4]])
+    again = pickle.loads(pickle.dumps(lazy))
+    assert again.fingerprint == lazy.fingerprint
+    assert np.array_equal(np.asarray(again.images), eager.images)
+    emb = Task2VecEmbedder(probe="tiny_random", image_size=12, max_images=12, head_epochs=1,
+                           random_state=0).fit()
+    a, b = emb.transform([eager]), emb.transform([lazy])
+    assert np.array_equal(a, b)
+
+
+def test_lazy_dataset_reads_targets_and_checks_items():
+    ds = _CountingDataset(targets=True)
+    lazy = Task.from_dataset(ds, lazy=True)
+    assert ds.reads <= 2  # the first item (shape, validation); labels from .targets
+    assert lazy.n_classes == 3
+    ds.reads = 0
+    lazy.images[[0, 5]]
+    assert ds.reads == 2
+    odd = Task.from_dataset(_CountingDataset(odd_item=4), lazy=True)
+    with pytest.raises(InvalidTaskError, match="item 4"):
+        odd.images[:6]
+    with pytest.raises(InvalidTaskError, match="empty"):
+        Task.from_dataset(_CountingDataset(n=0), lazy=True)
