@@ -587,6 +587,8 @@ def nearest_tasks(kb: KnowledgeBase, embedding: Embedding, metric: str, k: int
 
 def cmd_select(args: argparse.Namespace) -> int:
     """``t2v-automl select``."""
+    import numpy as np
+
     con: Console = args.console
     kb = _load_kb(args.knowledge)
     label = _kb_label(args.knowledge)
@@ -618,9 +620,10 @@ def cmd_select(args: argparse.Namespace) -> int:
                     f"(domain novelty {dnov:.2f} >= {hybrid.domain_screen:g}; domain pass "
                     f"{t:.1f} s): no Fisher embedding, {args.transferability} alone ranks")
             pred = hybrid.predict_scores([it.task], domain_embeddings=[dom])[0]
-            name, info = dom.task_name, {"novelty": None, "domain_novelty": dnov,
-                                         "weight": float(hybrid.gate_[0]),
-                                         "transfer": hybrid.transfer_scores_[0]}
+            transfer = hybrid.transfer_scores_[0]
+            name, info = dom.task_name, {
+                "novelty": None, "domain_novelty": dnov, "weight": float(hybrid.gate_[0]),
+                "transfer": transfer if np.isfinite(transfer).any() else None}
             near_emb, near_metric = dom, "normalized_cosine"
         else:
             k = rest.index(it)
