@@ -525,15 +525,14 @@ def domain_screen(hybrid: Any, items: list[_Input]) -> dict[int, tuple[Embedding
         for every task input (none when the hybrid has no screen).
     """
     out: dict[int, tuple[Embedding, float, float]] = {}
-    if getattr(hybrid, "screen_selector_", None) is None:
-        return out
     for i, it in enumerate(items):
         if it.task is None or it.embedding is not None:
             continue
         t0 = time.perf_counter()
-        dom = hybrid.screen_embedder_.embed([it.task])[0]
-        dnov = float(hybrid.screen_selector_.novelty([dom])[0])
-        out[i] = (dom, dnov, time.perf_counter() - t0)
+        screen = hybrid.screen([it.task])
+        if screen is None:  # no screen: the same for every input
+            return {}
+        out[i] = (screen[0][0], float(screen[1][0]), time.perf_counter() - t0)
     return out
 
 

@@ -342,19 +342,12 @@ class LazyDatasetImages(LazyImages):
     def __repr__(self) -> str:
         return f"LazyDatasetImages(n={len(self)}, image_shape={self.shape[1:]})"
 
+    # the file-list pickling of LazyImages does not apply: keep every attribute
     def __getstate__(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "rows": self.rows, "item_shape": self.item_shape,
-                "item_dtype": self.item_dtype.str, "_digest": self._digest}
+        return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        c, h, w = (int(v) for v in state["item_shape"])
-        self.dataset = state["dataset"]
-        self.rows = np.asarray(state["rows"], dtype=np.int64)
-        self.item_shape = (c, h, w)
-        self.item_dtype = np.dtype(state["item_dtype"])
-        self.files = ()
-        self.image_size = h
-        self._digest = state["_digest"]
+        self.__dict__.update(state)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Read the images at ``indices`` from the dataset.

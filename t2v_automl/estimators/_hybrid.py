@@ -20,7 +20,7 @@ anyway (its Fisher novelty is as high), so its Fisher embedding is not computed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -278,9 +278,11 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         hyb.extractor_names_ = list(hyb.selector_.extractor_names_)
         hyb.screen_embedder_, hyb.screen_selector_ = None, None
         if hyb.domain_screen is not None:
-            if "domain" in kb.extra_names and np.isfinite(kb.extra_embeddings("domain")[1]).all():
+            stored, values = kb.extra_embeddings("domain") if "domain" in kb.extra_names \
+                else (None, None)
+            if stored is not None and values is not None and np.isfinite(values).all():
                 screen_emb = hyb._screen_embedder()
-                stored, made = kb.extra_embeddings("domain")[0], screen_emb.embedding_meta_
+                made = screen_emb.embedding_meta_
                 if made.compat_key() != stored.compat_key():
                     raise IncompatibleEmbeddingError(
                         "the knowledge base's domain embeddings were made differently from "
@@ -315,6 +317,42 @@ class HybridSelector(SelectorMixin, BaseEstimator):
 
         return cls.from_knowledge(KnowledgeBase.default(), **params)
 
+    def screen(self, X: Any, domain_embeddings: Sequence[Embedding] | None = None
+               ) -> tuple[list[Embedding], np.ndarray, np.ndarray] | None:
+        """The domain screen: which tasks have images unlike every known task's.
+
+        Parameters
+        ----------
+        X : sequence of tasks
+        domain_embeddings : sequence of Embedding, optional
+            Their domain embeddings, when already made with :attr:`screen_embedder_`.
+
+        Returns
+        -------
+        (domain_embeddings, domain_novelty, screened) or None
+            The tasks' domain embeddings, their domain novelty and whether it reaches
+            ``domain_screen``; None when this selector has no screen.
+
+        Raises
+        ------
+        InvalidInputTypeError
+            ``domain_embeddings`` of another length than ``X``.
+        """
+        check_is_fitted(self, "selector_")
+        sel = getattr(self, "screen_selector_", None)
+        emb = getattr(self, "screen_embedder_", None)
+        if sel is None or emb is None or self.domain_screen is None:
+            return None
+        tasks = _as_task_list(X)
+        dom = emb.embed(tasks) if domain_embeddings is None else list(domain_embeddings)
+        if len(dom) != len(tasks):
+            raise InvalidInputTypeError(
+                f"domain_embeddings must hold one Embedding per task: {len(tasks)} task(s), "
+                f"{len(dom)} embedding(s)."
+            )
+        novelty = sel.novelty(dom) if dom else np.zeros(0)
+        return dom, novelty, novelty >= float(self.domain_screen)
+
     def predict_scores(self, X: Any, embeddings: Sequence[Embedding] | None = None,
                        domain_embeddings: Sequence[Embedding] | None = None) -> np.ndarray:
         """Predicted score of every extractor for every task, ordered by the mixed ranking.
@@ -343,50 +381,30 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         n = len(tasks)
         screened = np.zeros(n, dtype=bool)
         domain_novelty = np.full(n, np.nan)
-        screen_prior = None
-        if embeddings is not None:
-            embs: list[Any] = list(embeddings)
-            if len(embs) != n:
-                raise InvalidInputTypeError(
-                    f"embeddings must hold one Embedding per task: {n} task(s), "
-                    f"{len(embs)} embedding(s)."
-                )
-        else:
-            screen_sel = getattr(self, "screen_selector_", None)
-            screen_emb = getattr(self, "screen_embedder_", None)
-            if screen_sel is not None and screen_emb is not None and n:
-                dom = screen_emb.embed(tasks) if domain_embeddings is None \
-                    else list(domain_embeddings)
-                if len(dom) != n:
-                    raise InvalidInputTypeError(
-                        f"domain_embeddings must hold one Embedding per task: {n} task(s), "
-                        f"{len(dom)} embedding(s)."
-                    )
-                domain_novelty = screen_sel.novelty(dom)
-                screened = domain_novelty >= float(self.domain_screen or 0.0)
-                if screened.any():
-                    screen_prior = screen_sel.predict_scores(
-                        [dom[i] for i in np.flatnonzero(screened)])
-                    logger.info("%d of %d task(s) have images unlike every known task "
-                                "(domain novelty %s): no Fisher embedding, %s alone ranks",
-                                int(screened.sum()), n,
-                                np.round(domain_novelty[screened], 2).tolist(),
-                                self.transferability_.measure)
-            keep = np.flatnonzero(~screened)
-            embs = [None] * n
-            if keep.size:
-                for i, e in zip(keep, self.embedder_.embed([tasks[i] for i in keep]),
-                                strict=True):
-                    embs[i] = e
         prior = np.full((n, len(self.extractor_names_)), np.nan)
         novelty = np.full(n, np.nan)
+        given = None if embeddings is None else list(embeddings)
+        if given is not None:
+            if len(given) != n:
+                raise InvalidInputTypeError(
+                    f"embeddings must hold one Embedding per task: {n} task(s), "
+                    f"{len(given)} embedding(s)."
+                )
+        elif (screen := self.screen(tasks, domain_embeddings)) is not None:
+            dom, domain_novelty, screened = screen
+            if screened.any():
+                rows = np.flatnonzero(screened)
+                prior[rows] = cast(ExtractorSelector, self.screen_selector_).predict_scores(
+                    [dom[i] for i in rows])
+                logger.info("%d of %d task(s) have images unlike every known task "
+                            "(domain novelty %s): no Fisher embedding, %s alone ranks",
+                            rows.size, n, np.round(domain_novelty[rows], 2).tolist(),
+                            self.transferability_.measure)
         keep = np.flatnonzero(~screened)
         if keep.size:
-            kept = [embs[i] for i in keep]
+            kept = given if given is not None else self.embedder_.embed([tasks[i] for i in keep])
             prior[keep] = self.selector_.predict_scores(kept)
             novelty[keep] = self.selector_.novelty(kept)
-        if screen_prior is not None:
-            prior[screened] = screen_prior
         # a screened task: infinite novelty = the transferability ranking alone
         gate_novelty = np.where(screened, np.inf, novelty)
         gate = novelty_gate(gate_novelty, center=float(self.novelty_center),
