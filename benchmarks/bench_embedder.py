@@ -61,18 +61,23 @@ def fm_tasks(class_sets: list[tuple[int, ...]]) -> list[Task]:
 
 
 def bench_speed(sizes: list[int], n_images: int) -> list[dict]:
-    task = fm_tasks([(0, 1, 2, 3, 4)])[0]
     rng = np.random.default_rng(0)
-    idx = np.sort(rng.choice(task.n_images, n_images, replace=False))
-    sub = task.subset(idx)
-    configs = [("exact", 8), ("exact", 0), ("montecarlo", 0), ("montecarlo", 8)]
+    subs = {}
+    for classes in [(0, 1, 2, 3, 4), (0, 1)]:
+        task = fm_tasks([classes])[0]
+        subs[len(classes)] = task.subset(np.sort(rng.choice(task.n_images, n_images,
+                                                            replace=False)))
+    configs = [(5, "exact", 8), (2, "exact", 8), (5, "exact", 0), (5, "montecarlo", 0),
+               (5, "montecarlo", 8)]
     rows = []
     for size in sizes:
         emb0 = Task2VecEmbedder(image_size=size, max_images=None, device="cpu").fit()
         probe = emb0.probe_
-        for method, skip in configs:
-            if size > 64 and (method, skip) not in (("exact", 8), ("montecarlo", 0)):
+        for n_classes, method, skip in configs:
+            if size > 64 and (n_classes, method, skip) not in ((5, "exact", 8),
+                                                               (5, "montecarlo", 0)):
                 continue  # at 112 px: the default and the paper's estimator only
+            sub = subs[n_classes]
             floors, times = [], []
             for _ in range(2):
                 floors.append(plain_forward_backward_seconds(probe, sub.images, size))
@@ -82,7 +87,7 @@ def bench_speed(sizes: list[int], n_images: int) -> list[dict]:
                 emb.transform([sub])
                 times.append(time.perf_counter() - t0)
             row = {"probe": "mobilenet_v2", "image_size": size, "n_images": n_images,
-                   "n_classes": 5, "method": method, "skip_layers": skip,
+                   "n_classes": n_classes, "method": method, "skip_layers": skip,
                    "floor_s": min(floors), "embed_s": min(times),
                    "ratio": min(times) / min(floors)}
             print("speed", row, flush=True)
@@ -101,23 +106,46 @@ def _ratio(E: list[np.ndarray], metric: str) -> tuple[float, float, float]:
 
 
 def _key(r: dict) -> tuple:
-    return (r["n_images"], r["method"], r["label_samples"], r["skip_layers"], r["metric"])
+    return (r.get("images", "pool"), r["n_images"], r["method"], r["label_samples"],
+            r["skip_layers"], r["metric"])
+
+
+def _fixed_subsets(tasks: list[Task], n: int) -> list[Task]:
+    """Each task cut to a fixed class-balanced sample of ``n`` images (seed 1234)."""
+    rng = np.random.default_rng(1234)
+    out = []
+    for t in tasks:
+        classes = np.unique(t.labels)
+        idx = np.concatenate([rng.choice(np.flatnonzero(t.labels == c), n // len(classes),
+                                         replace=False) for c in classes])
+        out.append(t.subset(np.sort(idx)))
+    return out
 
 
 def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max: int,
-                     done: list[dict] | None = None, save: Any = None) -> list[dict]:
+                     done: list[dict] | None = None, save: Any = None,
+                     images: str = "pool") -> list[dict]:
     """Steadiness rows; configurations already in ``done`` are kept, not re-run.
 
-    ``save(rows)`` is called after each configuration so that an interrupted run keeps
-    what it measured.
+    ``images="pool"``: each seed draws ``n`` new images from the task's whole pool (the
+    noise a user sees when a large dataset is subsampled); ``images="fixed"``: the task
+    is a fixed set of ``n`` images and the seed changes only the head's sampling and
+    the label draws (the Fisher estimator's own noise). ``save(rows)`` is called after
+    each configuration so that an interrupted run keeps what it measured.
     """
-    configs = [
-        ("exact", 1, 8), ("montecarlo", 1, 8), ("montecarlo", 5, 8), ("exact", 1, 0),
-        ("montecarlo", 1, 0), ("domain", 1, 0), ("label_stat", 1, 0),
-    ]
+    if images == "pool":
+        configs = [
+            ("exact", 1, 8), ("montecarlo", 1, 8), ("montecarlo", 5, 8), ("exact", 1, 0),
+            ("montecarlo", 1, 0), ("domain", 1, 0), ("label_stat", 1, 0),
+        ]
+    else:
+        configs = [("exact", 1, 8), ("montecarlo", 1, 8), ("montecarlo", 5, 8)]
     rows = list(done or [])
     have = {_key(r) for r in rows}
+    m = machine()
+    measured = f"{m['date']}, {m.get('git_commit', '?')}"
     for n in n_list:
+        run_tasks = tasks if images == "pool" else _fixed_subsets(tasks, n)
         for method, ls, skip in configs:
             if skip == 0 and method in ("exact", "montecarlo") and n > full_max:
                 continue
@@ -125,17 +153,18 @@ def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max:
                 continue  # the largest size only for the default and the domain embedding
             if n > 300 and (method, ls) == ("montecarlo", 5):
                 continue
-            if all((n, method, ls, skip, m) in have for m in METRICS):
+            if all((images, n, method, ls, skip, m) in have for m in METRICS):
                 continue
             n_seeds = seeds if n <= 300 else max(3, seeds - 2)
             t0 = time.perf_counter()
             E = [Task2VecEmbedder(method=method, label_samples=ls, skip_layers=skip,
                                   max_images=n, random_state=s, device="cpu"
-                                  ).fit_transform(tasks) for s in range(n_seeds)]
+                                  ).fit_transform(run_tasks) for s in range(n_seeds)]
             cost = (time.perf_counter() - t0) / (n_seeds * len(tasks))
             for metric in METRICS:
                 w, b, r = _ratio(E, metric)
-                row = {"n_images": n, "method": method, "label_samples": ls,
+                row = {"measured": measured, "images": images, "n_images": n,
+                       "method": method, "label_samples": ls,
                        "skip_layers": skip, "metric": metric, "within": w, "between": b,
                        "ratio": r, "seconds_per_embedding": cost, "seeds": n_seeds,
                        "tasks": len(tasks)}
@@ -143,8 +172,9 @@ def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max:
                 rows.append(row)
             if save is not None:
                 save(rows)
-    rows.sort(key=lambda r: (r["n_images"], r["method"] != "exact", r["method"],
-                             r["label_samples"], -r["skip_layers"], r["metric"]))
+    rows.sort(key=lambda r: (r.get("images", "pool") != "fixed", r["n_images"],
+                             r["method"] != "exact", r["method"], r["label_samples"],
+                             -r["skip_layers"], r["metric"]))
     return rows
 
 
@@ -207,6 +237,21 @@ def bench_meaning(max_tasks: int | None) -> dict:
             per_src[sname] = float(r_)
     out["l1_vs_error"]["spearman_within_source"] = per_src
     print("meaning l1", out["l1_vs_error"], flush=True)
+    # the head's fit decides how much the Fisher's size says about difficulty: a head that
+    # is still near its zero start (10 epochs of Adam at lr 4e-4 on a few hundred images,
+    # the paper's recipe) predicts soft probabilities on easy and hard tasks alike
+    out["head_epochs"] = []
+    for he in (10, 50, 200):
+        E = emb_sets["exact"] if he == 10 else Task2VecEmbedder(
+            head_epochs=he, device="cpu").fit_transform([s.train for s in suite])
+        rho_he, p_he = spearmanr(E.sum(1), errors)
+        row = {"head_epochs": he, "spearman": float(rho_he), "p_value": float(p_he)}
+        for metric in METRICS:
+            M = D.pairwise_distances(E, metric=metric)
+            np.fill_diagonal(M, np.inf)
+            row[f"one_nn_{metric}"] = float((src[M.argmin(1)] == src).mean())
+        print("meaning head", row, flush=True)
+        out["head_epochs"].append(row)
     return out
 
 
@@ -245,27 +290,40 @@ def render(data: dict) -> str:
         "Floor = one plain forward+backward pass of the probe over the same images (weights "
         "trainable, the least any full-network Fisher costs). Embedding = everything "
         "(features, head fit, Fisher). Best of 2, measured side by side. "
-        "`exact` does one backward pass per class (5 here); `skip_layers=8` leaves the "
-        "first 8 of 19 stages out of the Fisher.",
+        "`exact` does C - 1 backward passes for C classes (4 for the 5-class task, 1 for "
+        "the 2-class one); `skip_layers=8` leaves the first 8 of 19 stages out of the "
+        "Fisher.",
         "",
     ]
     lines.append(md_table(
-        ["image size", "images", "method", "skip_layers", "floor s", "embedding s",
-         "ratio"],
-        [[r["image_size"], r["n_images"], r["method"], r["skip_layers"], r["floor_s"],
-          r["embed_s"], r["ratio"]] for r in data.get("speed", [])]))
+        ["image size", "images", "classes", "method", "skip_layers", "floor s",
+         "embedding s", "ratio"],
+        [[r["image_size"], r["n_images"], r["n_classes"], r["method"], r["skip_layers"],
+          r["floor_s"], r["embed_s"], r["ratio"]] for r in data.get("speed", [])]))
     lines += ["", "## Steadiness (seed-to-seed distance / task-to-task distance)", "",
-              "Fashion-MNIST tasks over its 60,000-image training split; each seed draws "
-              "new images, fits a new head and draws new labels. Lower is steadier; the "
-              "goal is <= 0.3. The seconds column is wall time on the loaded 2-core machine "
-              "(other benchmark jobs ran alongside; use the speed table for costs); blank "
-              "where the process was paused while it ran.", ""]
+              "Four two-class Fashion-MNIST tasks (12,000 training images each). Lower is "
+              "steadier; the goal is <= 0.3. Two sources of seed-to-seed noise are "
+              "measured apart:", "",
+              "- *fixed images*: each task is one fixed set of `images` images; a seed "
+              "changes only the head's class-balanced sampling and the label draws. This "
+              "is the Fisher estimator's own noise, what the variance reduction acts on.",
+              "- *pool*: each seed also draws `images` new images from the task's 12,000 "
+              "(`max_images`): the noise a user sees when a large dataset is subsampled. "
+              "Only more images reduce it.", "",
+              "The seconds column is wall time on the loaded 2-core machine (other "
+              "benchmark jobs ran alongside; use the speed table for costs); blank where "
+              "the process was paused while it ran. Rows are kept between runs (the "
+              "*measured* column says when and at which commit; rows before the `C - 1`-"
+              "pass exact Fisher have the same values to 1e-8 but their seconds are for "
+              "`C` passes).", ""]
     st = data["steadiness"]
     lines.append(md_table(
-        ["images", "method", "label draws", "skip", "metric", "within", "between",
-         "ratio", "s / embedding"],
-        [[r["n_images"], r["method"], r["label_samples"], r["skip_layers"], r["metric"],
-          r["within"], r["between"], r["ratio"], r["seconds_per_embedding"]] for r in st]))
+        ["seed changes", "images", "method", "label draws", "skip", "metric", "within",
+         "between", "ratio", "s / embedding", "measured"],
+        [["head, labels" if r.get("images") == "fixed" else "head, labels, images",
+          r["n_images"], r["method"], r["label_samples"], r["skip_layers"], r["metric"],
+          r["within"], r["between"], r["ratio"], r["seconds_per_embedding"],
+          r.get("measured", "")] for r in st]))
     if data.get("meaning"):
         mn = data["meaning"]
         lines += ["", "## Meaning", "",
@@ -281,6 +339,16 @@ def render(data: dict) -> str:
                       f"**{lv['spearman']:.3f}** (p = {lv['p_value']:.2g}); within each "
                       f"source: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                               lv["spearman_within_source"].items()) + "."]
+        if mn.get("head_epochs"):
+            lines += ["", "The same with a head fitted longer (`head_epochs`; the default is "
+                      "the paper's 10 epochs of Adam at lr 4e-4): the L1 norm follows the "
+                      "task's difficulty only once the head is fitted well enough to be "
+                      "confident where the task is easy.", ""]
+            lines.append(md_table(
+                ["head_epochs", "Spearman(L1, probe error)", "p", "1-NN hellinger",
+                 "1-NN symmetric"],
+                [[r["head_epochs"], r["spearman"], r["p_value"], r["one_nn_hellinger"],
+                  r["one_nn_symmetric"]] for r in mn["head_epochs"]]))
     if data.get("batch"):
         lines += ["", "## Batch-size independence", "",
                   "Default embedder at batch size 8 vs 64 (same seed) compared with the "
@@ -324,10 +392,12 @@ def main() -> None:
             write_results(out_name, {**data, "steadiness": rows}, render({**data,
                                                                           "steadiness": rows}))
 
+        rows = bench_steadiness([100, 300] if quick else [100, 300, 1000], 3 if quick else 5,
+                                steady_tasks, full_max=300, done=data.get("steadiness"),
+                                save=save, images="fixed")
         data["steadiness"] = bench_steadiness([100, 300] if quick else [100, 300, 1000, 3000],
                                               3 if quick else 5, steady_tasks,
-                                              full_max=300, done=data.get("steadiness"),
-                                              save=save)
+                                              full_max=300, done=rows, save=save)
     if "meaning" in sections:
         data["meaning"] = bench_meaning(30 if quick else None)
     if "batch" in sections:

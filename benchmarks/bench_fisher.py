@@ -2,7 +2,7 @@
 
 For each probe (``mobilenet_v2``, ``efficientnet_lite0``), image size and device setting,
 one Fashion-MNIST task of 5 classes is embedded with the default estimator
-(``method="exact"``: one backward pass per class; the probe's default ``skip_layers``;
+(``method="exact"``: C - 1 backward passes for C classes; the probe's default ``skip_layers``;
 every image, batch size 64) by :func:`t2v_automl.fisher.compute_task2vec`, and one plain
 forward+backward pass of the same probe over the same images is timed
 (:func:`t2v_automl.fisher.plain_forward_backward_seconds`, weights trainable: what one
@@ -129,7 +129,7 @@ def render(data: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        "Default embedder settings (`method=\"exact\"`, one backward pass per class, 5 "
+        "Default embedder settings (`method=\"exact\"`, 4 backward passes for the 5 "
         "Fashion-MNIST classes; the probe's default `skip_layers`; every image; batch 64). "
         "*Embedding* is everything (feature pass, head fit, Fisher pass); *floor* is one "
         "plain forward+backward pass of the same probe over the same images with trainable "

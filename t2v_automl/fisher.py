@@ -24,7 +24,9 @@ How it is fast
   norm"), which never materialises the per-sample gradient.
 * Several label draws, or the exact expectation over labels, reuse one forward pass:
   the gradient of ``-log p(y|x)`` with respect to the logits is ``p - e_y``, so each
-  draw is one backward pass from the logits.
+  draw is one backward pass from the logits. The exact expectation needs ``C - 1``
+  passes for ``C`` classes, not ``C``: the covariance of the one-hot label,
+  ``diag(p) - p p^T``, has rank ``C - 1`` and is factored into that many vectors.
 
 Memory and devices
 ------------------
@@ -68,9 +70,9 @@ __all__ = ["FisherConfig", "FisherResult", "compute_task2vec", "balanced_subsamp
 
 #: Fisher estimators. ``montecarlo``: labels drawn from the head's softmax (the paper's
 #: default); ``empirical``: the true labels; ``exact``: the expectation over all labels
-#: (one backward pass per class). ``domain`` and ``label_stat`` are forward-only task
-#: statistics (mean features; per-feature share of variance explained by the labels),
-#: kept here because they are by-products of the same feature pass.
+#: (``C - 1`` backward passes for ``C`` classes). ``domain`` and ``label_stat`` are
+#: forward-only task statistics (mean features; per-feature share of variance explained
+#: by the labels), kept here because they are by-products of the same feature pass.
 METHODS = ("montecarlo", "empirical", "exact", "domain", "label_stat")
 
 #: Values of ``FisherConfig.amp``: off, on (bf16 where supported, else fp16), or a dtype.
@@ -308,6 +310,31 @@ def _per_filter_sq(m: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, same_pad: boo
     return sq.double() / per_filter
 
 
+def _exact_factors(p: torch.Tensor) -> list[torch.Tensor]:
+    """Logit-gradient vectors whose squared back-propagations sum to the exact Fisher.
+
+    The expectation over labels of the squared per-sample gradient of ``log p(y|x)`` is
+    ``diag(J^T M J)`` with ``J`` the Jacobian of the logits and ``M = diag(p) - p p^T``
+    (the covariance of the one-hot label). ``M`` has rank ``C - 1`` (its rows sum to
+    zero), so writing it as ``L L^T`` with ``C - 1`` columns, from its eigendecomposition,
+    gives the same expectation from ``C - 1`` backward passes, ``J^T l_j`` each, instead
+    of one per class: half the passes for two classes.
+
+    Parameters
+    ----------
+    p : Tensor of shape (N, C), float64
+        The head's softmax probabilities.
+
+    Returns
+    -------
+    list of C - 1 tensors of shape (N, C)
+    """
+    m = torch.diag_embed(p) - p.unsqueeze(2) * p.unsqueeze(1)
+    evals, evecs = torch.linalg.eigh(m)  # ascending; evals[:, 0] is the null direction
+    scaled = evecs * evals.clamp_min(0).sqrt().unsqueeze(1)
+    return [scaled[:, :, j] for j in range(p.shape[1] - 1, 0, -1)]
+
+
 def _label_stat(feats: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Per feature: share of its variance explained by the labels (between / total)."""
     f = feats.double()
@@ -489,9 +516,8 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
                     grads.append((p - eye[ys.to(dev)], 1.0 / m))
             elif cfg.method == "empirical":
                 grads.append((p - eye[yb], 1.0))
-            else:  # exact expectation over labels
-                for k in range(n_classes):
-                    grads.append((torch.sqrt(p[:, k:k + 1]) * (p - eye[k]), 1.0))
+            else:  # exact expectation over labels: C - 1 passes (see _exact_factors)
+                grads.extend((v, 1.0) for v in _exact_factors(p))
             for j, (dlogits, w) in enumerate(grads):
                 acc.weight = w
                 logits.backward(dlogits.to(logits.dtype), retain_graph=j < len(grads) - 1)

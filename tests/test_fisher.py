@@ -10,6 +10,7 @@ from torch import nn
 from t2v_automl.exceptions import DeviceFallbackWarning, InvalidParameterError, InvalidTaskError
 from t2v_automl.fisher import (
     FisherConfig,
+    _exact_factors,
     _fit_head,
     balanced_subsample,
     compute_task2vec,
@@ -67,6 +68,24 @@ def test_exact_fisher_matches_per_sample_autograd(probe, data, skip):
     res = compute_task2vec(probe, x, y, 3, cfg)
     ref = _naive_fisher(probe, x, y, 3, cfg)
     np.testing.assert_allclose(res.values, ref, rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_exact_factors_reproduce_the_label_covariance(k):
+    """C - 1 vectors whose outer products sum to diag(p) - p p^T, for every sample."""
+    logits = torch.randn(50, k, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
+    logits[0] = torch.tensor([60.0] + [0.0] * (k - 1))  # a confident sample: p ~ one-hot
+    p = torch.softmax(logits * 3, dim=1)
+    vs = _exact_factors(p)
+    assert len(vs) == k - 1
+    got = sum(v.unsqueeze(2) * v.unsqueeze(1) for v in vs)
+    want = torch.diag_embed(p) - p.unsqueeze(2) * p.unsqueeze(1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    if k == 2:  # the binary case: one pass along sqrt(p0 p1) (1, -1), up to sign
+        expect = torch.sqrt(p[:, 0] * p[:, 1])
+        torch.testing.assert_close(vs[0][:, 0].abs(), expect, rtol=0, atol=1e-12)
+        torch.testing.assert_close(vs[0].sum(1), torch.zeros(50, dtype=torch.float64),
+                                   rtol=0, atol=1e-12)
 
 
 def test_batch_size_does_not_change_the_embedding(probe, data):

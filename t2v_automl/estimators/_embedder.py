@@ -86,7 +86,8 @@ class Task2VecEmbedder(TransformerMixin, BaseEstimator):
 default="exact"
         Fisher estimator: labels drawn from the head's softmax (the paper's
         ``"montecarlo"``), the true labels (``"empirical"``), or the exact expectation
-        over labels (``"exact"``: one backward pass per class, the least noisy).
+        over labels (``"exact"``: ``C - 1`` backward passes for ``C`` classes, the
+        least noisy).
         ``"domain"`` (mean penultimate features) and ``"label_stat"`` (per feature, the
         share of its variance explained by the labels) are cheap forward-only baselines.
     label_samples : int, default=1
