@@ -38,6 +38,13 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def machine_line(m: dict[str, Any], command: str) -> str:
+    """One Markdown sentence: the machine of :func:`machine`, when, which commit, command."""
+    return (f"Machine: {m['platform']}, {m['cpu_count']} CPU cores, torch {m['torch']} with "
+            f"{m['torch_threads']} thread(s), GPU: {m['cuda'] or 'none'}; {m['date']}, "
+            f"commit {m.get('git_commit', '?')}. Command: `{command}`.")
+
+
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean over the first axis."""

@@ -38,7 +38,7 @@ import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, md_table, write_results  # noqa: E402
+from _common import machine, machine_line, md_table, write_results  # noqa: E402
 
 from t2v_automl import distances as D  # noqa: E402
 from t2v_automl.datasets import load_pool  # noqa: E402
@@ -278,9 +278,7 @@ def render(data: dict) -> str:
     lines = [
         "# Task2VecEmbedder benchmark",
         "",
-        f"Machine: {m['platform']}, {m['cpu_count']} CPU cores, torch {m['torch']} with "
-        f"{m['torch_threads']} thread(s), GPU: {m['cuda'] or 'none'}; {m['date']}, commit "
-        f"{m.get('git_commit', '?')}. Command: `{data['command']}`.",
+        machine_line(m, data["command"]),
         "",
         "Probe `mobilenet_v2` (ImageNet). Defaults of `Task2VecEmbedder()`: "
         f"`{data['defaults']}`.",
