@@ -33,10 +33,11 @@ Methods (``--n-trials`` trials each, ``--seeds`` seeds per task):
 ``warm_start+t2v_sampler``
     The sampler after the same ``warm_start`` as ``warm_start+tpe``; the sampler's
     docstring says results of enqueued trials count in its blend, so the two combine.
-``tpe(3 start-up)``, ``warm_start+tpe(3 start-up)``
-    The same with ``TPESampler(seed, n_startup_trials=3)``: after a warm start the
-    random start-up of TPE (10 trials by default, the enqueued ones included) mostly
-    wastes trials; the cold row shows what fewer start-up trials give without it.
+``tpe(3 start-up)``, ``warm_start+tpe(3 start-up)``, ``warm_start+t2v_sampler(3 start-up)``
+    The same with ``TPESampler(seed, n_startup_trials=3)`` (below the sampler for the
+    last): after a warm start the random start-up of TPE (10 trials by default, the
+    enqueued ones included) mostly wastes trials; the cold row shows what fewer start-up
+    trials give without it.
 ``warm_start(embedding only)+tpe``
     ``warm_start+tpe`` with ``ExtractorSelector()`` alone: what the knowledge base gives
     without the transferability fallback.
@@ -112,7 +113,8 @@ TOLERANCE_POINTS = 0.5
 #: Methods, in report order.
 METHODS = ("random", "tpe", "tpe(3 start-up)", "warm_start+tpe", "warm_start+tpe(3 start-up)",
            "warm_start(C sampled)+tpe", "warm_start(embedding only)+tpe", "t2v_sampler",
-           "warm_start+t2v_sampler", "oracle_warm_start+tpe")
+           "warm_start+t2v_sampler", "warm_start+t2v_sampler(3 start-up)",
+           "oracle_warm_start+tpe")
 #: Start-up trials of the TPE rows marked "(3 start-up)" (Optuna's default is 10).
 FEW_STARTUP = 3
 #: Bump when what a cached table entry means changes.
@@ -352,8 +354,10 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
         if method == "random":
             sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
-        elif method.endswith("t2v_sampler"):
-            sampler = Task2VecSampler(selector, embedding, seed=seed)
+        elif "t2v_sampler" in method:
+            base = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
+                    if method.endswith("(3 start-up)") else None)
+            sampler = Task2VecSampler(selector, embedding, base_sampler=base, seed=seed)
         elif method.endswith("(3 start-up)"):
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
         else:
