@@ -348,7 +348,7 @@ class SpySampler(optuna.samplers.RandomSampler):
 
 def test_sampler_delegates_everything_but_the_extractor():
     spy = SpySampler()
-    s = Task2VecSampler(StubSelector(), emb(), base_sampler=spy, seed=0)
+    s = Task2VecSampler(StubSelector(), emb(), base_sampler=spy, seed=0, exploration=0)
     study = optuna.create_study(direction="maximize", sampler=s)
 
     def objective(trial):
@@ -367,6 +367,26 @@ def test_sampler_delegates_everything_but_the_extractor():
     assert all(t.params["C"] == 2.0 and t.params["extractor"] in NAMES for t in study.trials)
     rel = s.infer_relative_search_space(study, study.trials[0])
     assert set(rel) == {"C"}
+
+
+def test_sampler_exploration_hands_some_extractor_draws_to_the_base_sampler():
+    def draws(exploration):
+        spy = SpySampler()
+        s = Task2VecSampler(StubSelector(), emb(), base_sampler=spy, seed=0,
+                            exploration=exploration)
+        study = optuna.create_study(direction="maximize", sampler=s)
+        study.optimize(lambda t: {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8, "zzz": 0.9}[
+            t.suggest_categorical("extractor", NAMES + ["zzz"])], n_trials=40)
+        return spy.calls.count(("sample_independent", "extractor")), \
+            [t.params["extractor"] for t in study.trials]
+
+    with pytest.warns(UserWarning, match="unknown to the selector"):
+        never, picked0 = draws(0.0)
+        always, picked1 = draws(1.0)
+        some, _ = draws(0.3)
+    assert never == 0 and "zzz" not in picked0  # only the ranking: known choices only
+    assert always == 40 and "zzz" in picked1  # the base sampler sees every choice
+    assert 3 <= some <= 25  # ~12 expected of 40
 
 
 def test_sampler_with_multivariate_tpe_partial_fixed_and_sqlite(tmp_path):
@@ -391,7 +411,7 @@ def test_sampler_with_multivariate_tpe_partial_fixed_and_sqlite(tmp_path):
 
 
 def test_sampler_bad_search_spaces_and_directions():
-    s = Task2VecSampler(StubSelector(), emb(), seed=0)
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0)  # the ranking's draws
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
     with pytest.warns(UserWarning, match="unknown to the selector"):
@@ -424,6 +444,9 @@ def test_sampler_bad_search_spaces_and_directions():
     (dict(cooling=1.5), InvalidParameterError),
     (dict(cooling=0), InvalidParameterError),
     (dict(prior_weight=-1), InvalidParameterError),
+    (dict(exploration=-0.1), InvalidParameterError),
+    (dict(exploration=1.5), InvalidParameterError),
+    (dict(exploration=float("nan")), InvalidParameterError),
     (dict(min_temperature=1.0), InvalidParameterError),
     (dict(param=""), InvalidInputTypeError),
     (dict(base_sampler="tpe"), InvalidInputTypeError),
@@ -469,7 +492,8 @@ def test_with_the_real_selector(real_setup, digit_tasks, tmp_path):
     study = optuna.create_study(direction="maximize")
     out = warm_start(study, digit_tasks[0], sel, top_k=2, embedder=embedder)
     assert [p["extractor"] for p in out] == expected[:2]
-    sampler = Task2VecSampler(sel, embs[0], seed=0)
+    # exploration=0: the objective below has no value for the "unknown" choice
+    sampler = Task2VecSampler(sel, embs[0], seed=0, exploration=0)
     study = optuna.create_study(direction="maximize", sampler=sampler,
                                 storage=f"sqlite:///{tmp_path / 's.db'}")
     cb = KnowledgeCallback(tmp_path / "kb.npz", embs[0])
