@@ -12,6 +12,10 @@ Sections
 speed
     Wall time of one embedding (head fit included) vs one plain forward+backward pass of
     the same probe over the same images, measured side by side (interleaved, best of 2).
+exact_passes
+    The exact Fisher in ``C - 1`` backward passes against the earlier one pass per class
+    (monkeypatched in), side by side on 5- and 2-class tasks; speed-up and the largest
+    relative difference of the values.
 steadiness
     The same task embedded with several seeds (new images from a large pool, new head,
     new label draws) vs different tasks of the same dataset: the ratio of the mean
@@ -60,7 +64,14 @@ def fm_tasks(class_sets: list[tuple[int, ...]]) -> list[Task]:
     return out
 
 
+def _measured() -> str:
+    """When and at which commit a row is measured (rows are kept between runs)."""
+    m = machine()
+    return f"{m['date']}, {m.get('git_commit', '?')}"
+
+
 def bench_speed(sizes: list[int], n_images: int) -> list[dict]:
+    measured = _measured()
     rng = np.random.default_rng(0)
     subs = {}
     for classes in [(0, 1, 2, 3, 4), (0, 1)]:
@@ -86,12 +97,51 @@ def bench_speed(sizes: list[int], n_images: int) -> list[dict]:
                 t0 = time.perf_counter()
                 emb.transform([sub])
                 times.append(time.perf_counter() - t0)
-            row = {"probe": "mobilenet_v2", "image_size": size, "n_images": n_images,
+            row = {"measured": measured, "probe": "mobilenet_v2", "image_size": size,
+                   "n_images": n_images,
                    "n_classes": n_classes, "method": method, "skip_layers": skip,
                    "floor_s": min(floors), "embed_s": min(times),
                    "ratio": min(times) / min(floors)}
             print("speed", row, flush=True)
             rows.append(row)
+    return rows
+
+
+def _per_class_factors(p: torch.Tensor) -> list[torch.Tensor]:
+    """The earlier exact Fisher: one logit-gradient vector (one backward pass) per class."""
+    eye = torch.eye(p.shape[1], dtype=p.dtype, device=p.device)
+    return [torch.sqrt(p[:, k:k + 1]) * (p - eye[k]) for k in range(p.shape[1])]
+
+
+def bench_exact_passes(n_images: int, repeats: int = 3) -> list[dict]:
+    """The exact Fisher in C - 1 backward passes vs the earlier C, side by side (64 px)."""
+    import t2v_automl.fisher as fisher_mod
+
+    rng = np.random.default_rng(0)
+    current = fisher_mod._exact_factors
+    rows = []
+    for classes in [(0, 1, 2, 3, 4), (0, 1)]:
+        task = fm_tasks([classes])[0]
+        sub = task.subset(np.sort(rng.choice(task.n_images, n_images, replace=False)))
+        emb = Task2VecEmbedder(max_images=None, device="cpu").fit()
+        times: dict[str, list[float]] = {"per_class": [], "rank": []}
+        values = {}
+        try:
+            for _ in range(repeats):  # interleaved
+                for name, fn in (("per_class", _per_class_factors), ("rank", current)):
+                    fisher_mod._exact_factors = fn
+                    t0 = time.perf_counter()
+                    values[name] = emb.transform([sub])[0]
+                    times[name].append(time.perf_counter() - t0)
+        finally:
+            fisher_mod._exact_factors = current
+        row = {"measured": _measured(), "n_classes": len(classes), "n_images": n_images,
+               "per_class_s": min(times["per_class"]), "rank_s": min(times["rank"]),
+               "speedup": min(times["per_class"]) / min(times["rank"]),
+               "max_rel_diff": float(np.abs(values["per_class"] - values["rank"]).max()
+                                     / np.abs(values["per_class"]).max())}
+        print("exact passes", row, flush=True)
+        rows.append(row)
     return rows
 
 
@@ -142,8 +192,7 @@ def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max:
         configs = [("exact", 1, 8), ("montecarlo", 1, 8), ("montecarlo", 5, 8)]
     rows = list(done or [])
     have = {_key(r) for r in rows}
-    m = machine()
-    measured = f"{m['date']}, {m.get('git_commit', '?')}"
+    measured = _measured()
     for n in n_list:
         run_tasks = tasks if images == "pool" else _fixed_subsets(tasks, n)
         for method, ls, skip in configs:
@@ -280,6 +329,10 @@ def render(data: dict) -> str:
         "",
         machine_line(m, data["command"]),
         "",
+        "Sections are re-run one at a time and kept between runs: the line above is the "
+        "latest run; each table's *measured* column says when and at which commit its rows "
+        "were measured.",
+        "",
         "Probe `mobilenet_v2` (ImageNet). Defaults of `Task2VecEmbedder()`: "
         f"`{data['defaults']}`.",
         "",
@@ -295,9 +348,19 @@ def render(data: dict) -> str:
     ]
     lines.append(md_table(
         ["image size", "images", "classes", "method", "skip_layers", "floor s",
-         "embedding s", "ratio"],
+         "embedding s", "ratio", "measured"],
         [[r["image_size"], r["n_images"], r["n_classes"], r["method"], r["skip_layers"],
-          r["floor_s"], r["embed_s"], r["ratio"]] for r in data.get("speed", [])]))
+          r["floor_s"], r["embed_s"], r["ratio"], r.get("measured", "")]
+         for r in data.get("speed", [])]))
+    if data.get("exact_passes"):
+        lines += ["", "The exact Fisher in `C - 1` backward passes (a rank-`C - 1` factor of the "
+                  "label covariance `diag(p) - p pᵀ`) against the earlier one pass per class, "
+                  "side by side (64 px, best of 3, interleaved; section `exact_passes`):", ""]
+        lines.append(md_table(
+            ["classes", "images", "C passes s", "C - 1 passes s", "speed-up",
+             "max relative difference", "measured"],
+            [[r["n_classes"], r["n_images"], r["per_class_s"], r["rank_s"], r["speedup"],
+              r["max_rel_diff"], r.get("measured", "")] for r in data["exact_passes"]]))
     lines += ["", "## Steadiness (seed-to-seed distance / task-to-task distance)", "",
               "Four two-class Fashion-MNIST tasks (12,000 training images each). Lower is "
               "steadier; the goal is <= 0.3. Two sources of seed-to-seed noise are "
@@ -362,7 +425,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sections", default="speed,steadiness,meaning,batch")
+    ap.add_argument("--sections", default="speed,exact_passes,steadiness,meaning,batch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sections = set(args.sections.split(","))
@@ -375,16 +438,19 @@ def main() -> None:
         import json
 
         previous = json.loads(prev_path.read_text())
-    data: dict = {**{k: previous[k] for k in ("speed", "steadiness", "meaning", "batch")
-                     if k in previous},
+    data: dict = {**{k: previous[k] for k in ("speed", "exact_passes", "steadiness",
+                                              "meaning", "batch") if k in previous},
                   "machine": machine(), "command": "python benchmarks/bench_embedder.py"
                   + (" --quick" if quick else "")
-                  + ("" if sections >= {"speed", "steadiness", "meaning", "batch"}
+                  + ("" if sections >= {"speed", "exact_passes", "steadiness", "meaning",
+                                        "batch"}
                      else f" --sections {args.sections}"),
                   "defaults": {k: v for k, v in Task2VecEmbedder().get_params().items()
                                if k not in ("memory", "verbose", "n_jobs")}}
     if "speed" in sections:
         data["speed"] = bench_speed([64] if quick else [64, 112], 200 if quick else 500)
+    if "exact_passes" in sections:
+        data["exact_passes"] = bench_exact_passes(200 if quick else 500)
     if "steadiness" in sections:
         def save(rows: list[dict]) -> None:
             write_results(out_name, {**data, "steadiness": rows}, render({**data,
