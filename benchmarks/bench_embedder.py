@@ -47,7 +47,7 @@ from _common import machine, machine_line, md_table, write_results  # noqa: E402
 from t2v_automl import distances as D  # noqa: E402
 from t2v_automl.datasets import load_pool  # noqa: E402
 from t2v_automl.estimators import Task2VecEmbedder  # noqa: E402
-from t2v_automl.fisher import plain_forward_backward_seconds  # noqa: E402
+from t2v_automl.fisher import balanced_subsample, plain_forward_backward_seconds  # noqa: E402
 from t2v_automl.tasks import Task  # noqa: E402
 
 METRICS = ("hellinger", "symmetric")
@@ -163,13 +163,7 @@ def _key(r: dict) -> tuple:
 def _fixed_subsets(tasks: list[Task], n: int) -> list[Task]:
     """Each task cut to a fixed class-balanced sample of ``n`` images (seed 1234)."""
     rng = np.random.default_rng(1234)
-    out = []
-    for t in tasks:
-        classes = np.unique(t.labels)
-        idx = np.concatenate([rng.choice(np.flatnonzero(t.labels == c), n // len(classes),
-                                         replace=False) for c in classes])
-        out.append(t.subset(np.sort(idx)))
-    return out
+    return [t.subset(balanced_subsample(t.labels, n, rng)) for t in tasks]
 
 
 def bench_steadiness(n_list: list[int], seeds: int, tasks: list[Task], full_max: int,

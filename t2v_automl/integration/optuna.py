@@ -796,6 +796,8 @@ class Task2VecSampler(BaseSampler):
         _single_direction(study, type(self).__name__)
         if param_name != self._param:
             return self._base.sample_independent(study, trial, param_name, param_distribution)
+        # the ranking's probabilities first, even for an exploration draw: they validate the
+        # study (direction, distribution) the same way whichever draw is taken
         probs = self.choice_probabilities(study, param_distribution)  # type: ignore[arg-type]
         if self._exploration > 0 and self._rng.rand() < self._exploration:
             value = self._base.sample_independent(study, trial, param_name, param_distribution)
