@@ -148,10 +148,31 @@ def test_c_from_history(ws: Any) -> None:
         return t
 
     tables = {f"s{k}/t": tab() for k in range(3)}
-    info = {t: {"source_dataset": t.split("/")[0], "selector_top3": ["a", "b", "c"]}
-            for t in tables}
+    info = {t: {"source_dataset": t.split("/")[0], "selector_top3": ["a", "b", "c"],
+                "n_train": 100} for t in tables}
     got = ws.c_from_history(tables, info, NAMES, j1)
-    assert got == {"C = 1 (as run)": 0, "median best C": 3, "lowest mean loss": 3}
+    assert got == {"C = 1 (as run)": 0, "median best C": 3, "lowest mean loss": 3,
+                   "C x n_train": 3, "portfolio (ties: C = 1, rank, smaller C)": 3,
+                   "portfolio (ties: C = 1, rank, larger C)": 3,
+                   "portfolio (ties: top-1 at C = 1, rank, smaller C)": 3}
     # with no past study of another source, every rule falls back to C = 1
     one = {"s0/t": tables["s0/t"]}
     assert set(ws.c_from_history(one, info, NAMES, j1).values()) == {0}
+
+
+def test_c_from_history_scales_c_by_training_set_size(ws: Any) -> None:
+    # the best C of extractor "a" is 1 / n_train on every task (C * n constant):
+    # the median best C of the others misses it; C x n_train finds it on every task
+    n_c = len(ws.C_GRID)
+    sizes = {"s0/t": 1000, "s1/t": 100, "s2/t": 10, "s3/t": 10}
+    tables = {}
+    for t, n in sizes.items():
+        tab = np.full((len(NAMES), n_c), 0.5)
+        tab[0, ws.snap_index(1.0 / n)] = 0.92
+        tables[t] = tab
+    info = {t: {"source_dataset": t.split("/")[0], "selector_top3": ["a", "b", "c"],
+                "n_train": n} for t, n in sizes.items()}
+    got = ws.c_from_history(tables, info, NAMES, ws.snap_index(1.0))
+    assert got["C x n_train"] == 4
+    assert got["median best C"] == 0
+    assert got["C = 1 (as run)"] == 0
