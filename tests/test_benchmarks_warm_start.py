@@ -176,3 +176,38 @@ def test_c_from_history_scales_c_by_training_set_size(ws: Any) -> None:
     assert got["C x n_train"] == 4
     assert got["median best C"] == 0
     assert got["C = 1 (as run)"] == 0
+
+
+def test_past_knowledge_records_each_extractors_best_c(ws: Any) -> None:
+    # two known tasks of different source datasets; the second one's source is held out
+    import optuna
+
+    from t2v_automl.integration.optuna import warm_start
+    from t2v_automl.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase.default()
+    by_source: dict[str, str] = {}
+    for name, prov in zip(kb.task_names, kb.provenance, strict=True):
+        by_source.setdefault(prov["source_dataset"], name)
+    (src_a, task_a), (src_b, task_b) = list(by_source.items())[:2]
+    names = list(kb.extractor_names)
+    n_c = len(ws.C_GRID)
+    tab = np.full((len(names), n_c), 0.4)
+    for e in range(len(names)):  # extractor e is best at grid index e % n_c
+        tab[e, e % n_c] = 0.6 + 0.01 * e
+    tables = {task_a: tab, task_b: np.full((len(names), n_c), 0.5)}
+    info = {task_a: {"source_dataset": src_a}, task_b: {"source_dataset": src_b}}
+    past = ws.past_knowledge(kb, tables, info, names, src_b)
+    assert past.task_names == [task_a]
+    np.testing.assert_allclose(past.scores[0], tab.max(axis=1))
+    # warm_start reads each enqueued extractor's best C from it
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    top = ws.OracleSelector(names, tab.max(axis=1))
+    enq = warm_start(study, kb.embedding(task_b), top, top_k=2, knowledge=past,
+                     choices=names)
+    best = [names[i] for i in np.argsort(-tab.max(axis=1), kind="stable")[:2]]
+    assert [p["extractor"] for p in enq] == best
+    for p in enq:
+        e = names.index(p["extractor"])
+        assert p["C"] == pytest.approx(ws.C_GRID[e % n_c])
