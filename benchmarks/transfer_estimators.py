@@ -296,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = [{"name": st.name, "kind": st.kind,
              "source_dataset": st.provenance["source_dataset"]}
             for st in make_suite("default", seed=0)]
-    tasks = list(dict.fromkeys(t for s in args.task_seeds for t in
-                               ws.select_tasks(meta, args.n_subset, args.n_relabel, s)))
+    tasks = ws.draw_tasks(meta, args.n_subset, args.n_relabel, args.task_seeds)
     feats, labels = _features(tasks, names, args.input_size)
     out = Parallel(n_jobs=args.n_jobs)(delayed(_one_task)(feats[t], labels[t]) for t in tasks)
     scores = {k: np.stack([o[0][k] for o in out]) for k in out[0][0]}

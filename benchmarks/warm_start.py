@@ -89,6 +89,7 @@ Usage::
     python benchmarks/warm_start.py                   # full run (~1 h on one free core)
     python benchmarks/warm_start.py --precompute-only # fill the feature/table cache only
     python benchmarks/warm_start.py --n-jobs 2        # two processes
+    python benchmarks/warm_start.py --task-seeds 0 1 --name warm_start_pooled  # 2 draws
 
 Writes ``benchmarks/results/warm_start.{md,json,png}``.
 """
@@ -726,6 +727,19 @@ def select_tasks(meta: Sequence[Mapping[str, Any]], n_subset: int, n_relabel: in
     return out
 
 
+def draw_tasks(meta: Sequence[Mapping[str, Any]], n_subset: int, n_relabel: int,
+               seeds: Sequence[int]) -> list[str]:
+    """The union of :func:`select_tasks` over ``seeds``, grouped by source dataset.
+
+    Within a source dataset, the tasks keep the order of their first draw.
+    """
+    drawn = list(dict.fromkeys(t for s in seeds
+                               for t in select_tasks(meta, n_subset, n_relabel, s)))
+    source = {m["name"]: m["source_dataset"] for m in meta}
+    order = list(dict.fromkeys(m["source_dataset"] for m in meta))
+    return sorted(drawn, key=lambda t: order.index(source[t]))
+
+
 def build_tables(names: Sequence[str], tasks: Sequence[str], memory: Any, input_size: int,
                  test_cap: int) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """The accuracy table of every held-out task, and each task's metadata.
@@ -902,7 +916,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="knowledge base (default: the packaged knowledge_default.npz)")
     ap.add_argument("--n-subset", type=int, default=4, help="subset tasks per source dataset")
     ap.add_argument("--n-relabel", type=int, default=1, help="relabel tasks per source dataset")
-    ap.add_argument("--task-seed", type=int, default=0, help="seed of the task draw")
+    ap.add_argument("--task-seeds", "--task-seed", dest="task_seeds", type=int, nargs="+",
+                    default=[0], help="seeds of the task draws (several: the union of "
+                                      "their tasks, grouped by source dataset)")
     ap.add_argument("--tasks", nargs="+", default=None,
                     help="explicit held-out task names instead of the draw")
     ap.add_argument("--reverse", action="store_true",
@@ -949,8 +965,8 @@ def main(argv: list[str] | None = None) -> int:
     suite_meta = [{"name": st.name, "kind": st.kind,
                    "source_dataset": st.provenance["source_dataset"]}
                   for st in make_suite("default", seed=0)]
-    tasks = args.tasks or select_tasks(suite_meta, args.n_subset, args.n_relabel,
-                                       args.task_seed)
+    tasks = args.tasks or draw_tasks(suite_meta, args.n_subset, args.n_relabel,
+                                     args.task_seeds)
     log(f"{len(tasks)} held-out tasks, {len(names)} extractors, C grid {len(C_GRID)} values")
     order = tasks[::-1] if args.reverse else tasks
     tables, info = build_tables(names, order, memory, args.input_size, args.test_cap)
@@ -1078,6 +1094,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _span(values: Sequence[int]) -> str:
+    """``"a–b"``, or ``"a"`` when all values are equal."""
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def _c_history_line(data: Mapping[str, Any], tasks: Sequence[str]) -> str:
+    """The diagnostic of :func:`c_from_history`, worded from its numbers."""
+    info = data["tasks"]
+    got = c_from_history({t: np.asarray(data["tables"][t]) for t in tasks}, info,
+                         data["settings"]["extractors"],
+                         snap_index(float(data["settings"]["kb_C"])))
+    base = got["C = 1 (as run)"]
+    per_ext = max(v for k, v in got.items() if k != "C = 1 (as run)"
+                  and not k.startswith("portfolio"))
+    port = [v for k, v in got.items() if k.startswith("portfolio")]
+    n_past = [sum(info[u]["source_dataset"] != info[t]["source_dataset"] for u in tasks)
+              for t in tasks]
+
+    def versus(v: int) -> str:
+        return "ties with C = 1" if v == base else (
+            f"beats C = 1 by {v - base}" if v > base else f"trails C = 1 by {base - v}")
+
+    return (
+        "- *C from past studies*: tasks whose target lies within the 3 enqueued trials, "
+        "when each enqueued extractor's C is learned from the other source datasets' "
+        f"held-out tasks ({_span(n_past)} past studies per task, as if each had "
+        "been tuned over the whole grid; rules in `c_from_history`): " + ", ".join(
+            f"{r} {v}" for r, v in got.items()) + f" of {len(tasks)}. The best rule that "
+        f"learns C per extractor (also scaled by the training-set size) {versus(per_ext)}; "
+        f"a portfolio that may spend two of the three trials on other values of C gets "
+        f"{_span(port)} by how its ties are broken. Neither is a reliable "
+        "gain, so `warm_start` keeps one C for its trials."
+    )
+
+
 def _knowledge_c_line(data: Mapping[str, Any], tasks: Sequence[str]) -> list[str]:
     """The diagnostic of ``warm_start(knowledge=...)``'s C (none when it did not run)."""
     info = data["tasks"]
@@ -1099,7 +1151,7 @@ def _knowledge_c_line(data: Mapping[str, Any], tasks: Sequence[str]) -> list[str
         f"the integration's own path: each enqueued extractor gets the best C recorded by "
         f"`KnowledgeCallback` on the nearest past study): its enqueued trials reach the "
         f"target on {solved} of {len(tasks)} tasks, the same extractors at C = 1 on "
-        f"{solved_1}; the C it reads lies a median {np.median(off):g} decades from 1 "
+        f"{solved_1}; the C it reads lies a median {np.median(off):g} decade(s) from 1 "
         f"(max {max(off):g})."
     ]
 
@@ -1170,18 +1222,7 @@ def render_markdown(data: Mapping[str, Any], tasks: Sequence[str], args: Any) ->
         f"median (mean {c_gain.mean():.1f}); it is within the target on "
         f"{int((c_gain <= TOLERANCE_POINTS + 1e-9).sum())} of {len(vals)} tasks; on the "
         "others TPE still has to tune C after the right extractor is found.",
-        "- *C from past studies*: tasks whose target lies within the 3 enqueued trials, "
-        "when each enqueued extractor's C is learned from the other source datasets' "
-        "held-out tasks (as if each had been tuned over the whole grid; rules in "
-        "`c_from_history`): " + ", ".join(
-            f"{r} {v}" for r, v in c_from_history(
-                {t: np.asarray(data["tables"][t]) for t in tasks}, info,
-                data["settings"]["extractors"], snap_index(float(data["settings"]["kb_C"])))
-            .items()) + f" of {len(vals)}. Learning C per extractor (also scaled by the "
-        "training-set size) does not beat C = 1: the best C depends on the task, not on what "
-        "other datasets needed. A portfolio that may spend two of the three trials on other "
-        "values of C gains at most one task, and not under every way of breaking ties among "
-        "20-odd past studies: within noise, so `warm_start` keeps one C for its trials.",
+        _c_history_line(data, tasks),
         *_knowledge_c_line(data, tasks),
         f"- *Cells within the target*: median {np.median(easy):g} of {n_cells} (range "
         f"{easy.min()}–{easy.max()}); where there are many, blind search hits one early.",
@@ -1190,8 +1231,9 @@ def render_markdown(data: Mapping[str, Any], tasks: Sequence[str], args: Any) ->
         "`Task2VecSampler` (defaults: temperature 0.02 cooling by 0.9 per trial, prior "
         "weight 1, exploration 0.2) draws most trials from the few extractors it predicts "
         "or first sees doing well; one trial in five goes to the base sampler's choice, "
-        "which is how it finds the best extractor when the ranking misses it (without "
-        "that exploration, as earlier versions did, 75 % of `t2v_sampler` runs and 81 % of "
+        "which is how it finds the best extractor when the ranking misses it (on the first "
+        "task draw, `--task-seeds 0`, without that exploration, as earlier versions did, "
+        "75 % of `t2v_sampler` runs and 81 % of "
         "`warm_start+t2v_sampler` runs reached the target in 40 trials, and they tried a "
         "median of 2-3 extractors).",
         "- `oracle_warm_start+tpe` (a perfect extractor ranking, C = 1, then TPE) shows what "

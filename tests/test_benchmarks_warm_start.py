@@ -137,6 +137,18 @@ def test_select_tasks_spreads_over_sources(ws: Any) -> None:
     assert sum(p.startswith("y/relabel") for p in picked) == 1
 
 
+def test_draw_tasks_is_the_union_of_the_draws_grouped_by_source(ws: Any) -> None:
+    meta = [{"name": f"{s}/{k}/{i}", "kind": k, "source_dataset": s}
+            for s in ("x", "y") for k in ("subset", "relabel") for i in range(6)]
+    a, b = (ws.select_tasks(meta, 2, 1, seed=s) for s in (0, 1))
+    both = ws.draw_tasks(meta, 2, 1, [0, 1])
+    assert set(both) == set(a) | set(b) and len(both) == len(set(both))
+    first_y = next(i for i, t in enumerate(both) if t.startswith("y/"))
+    assert all(t.startswith("x/") for t in both[:first_y])
+    assert all(t.startswith("y/") for t in both[first_y:])
+    assert ws.draw_tasks(meta, 2, 1, [0]) == a
+
+
 def test_c_from_history(ws: Any) -> None:
     n_c = len(ws.C_GRID)
     j1 = ws.snap_index(1.0)
