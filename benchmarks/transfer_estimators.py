@@ -37,7 +37,10 @@ Estimators (higher = better):
     components per class, LEEP (:func:`~t2v_automl.baselines.leep`) on its posteriors.
 ``TransRate``
     Huang et al. 2022: coding rate of the features minus the class-weighted coding rate
-    within each class (``eps`` 1e-4, features centred and scaled to unit mean norm).
+    within each class (``eps`` 1e-4, features centred and scaled to unit mean norm). The
+    rate grows with the feature dimension, which differs between the candidates (64 to
+    2,304 values here), so like H-score it is not comparable across extractors without a
+    projection to a common size; it is kept as measured.
 ``LogME + X``
     The sum of LogME and X after z-scoring each over the extractors of the task.
 

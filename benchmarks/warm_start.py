@@ -674,8 +674,13 @@ def task_table(train: Any, val: Any, names: Sequence[str], memory: Any, input_si
     """
     from t2v_automl.extractors import get_extractor
 
-    feats = memory.cache(_features_cached, ignore=["images"])
-    rows = memory.cache(_row_cached, ignore=["f_train", "y_train", "f_val", "y_val"])
+    # the cache is keyed by the functions' module: take them from the importable module
+    # ``warm_start``, so that a run as a script (``__main__``) and a script importing this
+    # one (``benchmarks/transfer_estimators.py``) share it
+    import warm_start as this
+
+    feats = memory.cache(this._features_cached, ignore=["images"])
+    rows = memory.cache(this._row_cached, ignore=["f_train", "y_train", "f_val", "y_val"])
     t0 = time.perf_counter()
     d_tr, d_va = _digest(train.images), _digest(val.images)
     table = np.empty((len(names), len(grid)))
