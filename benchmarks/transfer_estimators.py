@@ -38,8 +38,8 @@ Estimators (higher = better):
 ``TransRate``
     Huang et al. 2022: coding rate of the features minus the class-weighted coding rate
     within each class (``eps`` 1e-4, features centred and scaled to unit mean norm). The
-    rate grows with the feature dimension, which differs between the candidates (64 to
-    2,304 values here), so like H-score it is not comparable across extractors without a
+    rate grows with the feature dimension, which differs between the candidates (128 to
+    1,280 values here), so like H-score it is not comparable across extractors without a
     projection to a common size; it is kept as measured.
 ``LogME + X``
     The sum of LogME and X after z-scoring each over the extractors of the task.
