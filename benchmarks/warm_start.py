@@ -672,12 +672,12 @@ def task_table(train: Any, val: Any, names: Sequence[str], memory: Any, input_si
     -------
     ndarray of shape (len(names), n_C)
     """
-    from t2v_automl.extractors import get_extractor
-
     # the cache is keyed by the functions' module: take them from the importable module
     # ``warm_start``, so that a run as a script (``__main__``) and a script importing this
     # one (``benchmarks/transfer_estimators.py``) share it
     import warm_start as this
+
+    from t2v_automl.extractors import get_extractor
 
     feats = memory.cache(this._features_cached, ignore=["images"])
     rows = memory.cache(this._row_cached, ignore=["f_train", "y_train", "f_val", "y_val"])
@@ -1130,8 +1130,11 @@ def _c_history_line(data: Mapping[str, Any], tasks: Sequence[str]) -> str:
             f"{r} {v}" for r, v in got.items()) + f" of {len(tasks)}. The best rule that "
         f"learns C per extractor (also scaled by the training-set size) {versus(per_ext)}; "
         f"a portfolio that may spend two of the three trials on other values of C gets "
-        f"{_span(port)} by how its ties are broken. Neither is a reliable "
-        "gain, so `warm_start` keeps one C for its trials."
+        f"{_span(port)} by how its ties are broken. " + (
+            "Neither is a reliable gain, so `warm_start` keeps one C for its trials."
+            if per_ext <= base and max(port) <= base + 1 else
+            "A gain on this draw: check it on another (`--task-seeds`) before relying "
+            "on it.")
     )
 
 
@@ -1146,8 +1149,8 @@ def _knowledge_c_line(data: Mapping[str, Any], tasks: Sequence[str]) -> list[str
     for t in tasks:
         tab = np.asarray(data["tables"][t])
         target = tab.max() - TOLERANCE_POINTS / 100.0 - 1e-12
-        cells = {names.index(e): snap_index(float(C)) for e, C in
-                 info[t]["C_from_knowledge"].items()}
+        cells = {names.index(e): j_C if C is None else snap_index(float(C))
+                 for e, C in info[t]["C_from_knowledge"].items()}
         solved += int(max(tab[e, k] for e, k in cells.items()) >= target)
         solved_1 += int(max(tab[e, j_C] for e in cells) >= target)
         off += [abs(k - j_C) / 2 for k in cells.values()]
