@@ -508,6 +508,12 @@ def warm_start(
     ``enqueue_trial(skip_if_exists=True)``): call it once, before starting the workers.
     Each enqueued trial carries the user attributes ``t2v_warm_start_rank`` (0 = best)
     and ``t2v_predicted_score``.
+
+    The enqueued trials count as start-up trials of a TPE sampler, whose default of 10
+    random start-up trials then scatters the next ones over the whole search space: give
+    the study ``TPESampler(n_startup_trials=top_k)`` (on ``benchmarks/warm_start.py``,
+    47 held-out tasks, the median gap to the best accuracy after 10 trials halves, 0.40
+    to 0.20 points) or a :class:`Task2VecSampler`.
     """
     _check_study(study)
     param = _check_param(param)
