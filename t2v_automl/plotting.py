@@ -350,6 +350,20 @@ def plot_regret(methods: Sequence[str], regrets: Any, cis: Any = None,
     return fig
 
 
+def _distinct_style(k: int, n: int) -> tuple[Any, str]:
+    """Colour and line style of curve ``k`` of ``n``: no two curves alike.
+
+    Matplotlib's default cycle repeats after 10 colours; up to 10 curves use it, up to 20
+    the paired ``tab20`` colours, and beyond that the line style changes every 20 curves.
+    """
+    from matplotlib import colormaps
+
+    styles = ("-", "--", ":", "-.")
+    if n <= 10:
+        return f"C{k}", "-"
+    return colormaps["tab20"](k % 20), styles[(k // 20) % len(styles)]
+
+
 def plot_best_so_far(curves: Mapping[str, Any], path: PathLike | None = None, *,
                      maximize: bool | None = None, ylabel: str = "best score so far",
                      title: str | None = "Best so far (median, inter-quartile band)",
@@ -396,9 +410,9 @@ def plot_best_so_far(curves: Mapping[str, Any], path: PathLike | None = None, *,
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(V, axis=0)
             q1, q3 = np.nanpercentile(V, [25, 75], axis=0)
-        color = f"C{k % 10}"
-        ax.plot(t, med, color=color, label=f"{label} (n={V.shape[0]})", linewidth=2,
-                marker="o" if V.shape[1] <= 30 else None, markersize=3,
+        color, style = _distinct_style(k, len(curves))
+        ax.plot(t, med, color=color, linestyle=style, label=f"{label} (n={V.shape[0]})",
+                linewidth=2, marker="o" if V.shape[1] <= 30 else None, markersize=3,
                 drawstyle="steps-post")
         if V.shape[0] > 1:
             ax.fill_between(t, q1, q3, color=color, alpha=0.2, linewidth=0, step="post")

@@ -223,3 +223,16 @@ def test_past_knowledge_records_each_extractors_best_c(ws: Any) -> None:
     for p in enq:
         e = names.index(p["extractor"])
         assert p["C"] == pytest.approx(ws.C_GRID[e % n_c])
+
+
+def test_plot_draws_the_readme_methods_only(ws: Any, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    gaps = {m: np.linspace(3.0, 0.0, 8)[None, :].repeat(2, axis=0)
+            for m in ("tpe", "warm_start+tpe(3 start-up)", "t2v_sampler")}
+    fig = ws.plot(gaps, tmp_path / "p.png", n_tasks=1, n_seeds=2)
+    assert (tmp_path / "p.png").stat().st_size > 0
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["tpe (n=2)", "warm_start+tpe(3 start-up) (n=2)"]
+    # none of them: every method is drawn
+    fig = ws.plot({"t2v_sampler": gaps["t2v_sampler"]}, tmp_path / "q.png", 1, 2)
+    assert len(fig.axes[0].get_legend().get_texts()) == 1

@@ -150,3 +150,13 @@ def test_figures_leave_pyplot_alone() -> None:
     plot_regret(["a"], [1.0])
     plot_best_so_far({"a": [1.0, 2.0]})
     assert plt.get_fignums() == before
+
+
+def test_plot_best_so_far_gives_many_curves_distinct_looks() -> None:
+    from matplotlib.colors import to_rgba
+
+    rng = np.random.default_rng(0)
+    curves = {f"s{k}": rng.random((2, 5)) for k in range(23)}
+    lines = plot_best_so_far(curves).axes[0].get_lines()
+    looks = {(to_rgba(line.get_color()), line.get_linestyle()) for line in lines}
+    assert len(lines) == 23 and len(looks) == 23
