@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     secs = {k: float(np.mean([o[1][k] for o in out])) for k in out[0][1]}
     truth = np.stack([kb.scores[kb.index(t)] for t in tasks])
     data = {
-        "settings": vars(args) | {"task_seeds": args.task_seeds},
+        "settings": vars(args),
         "machine": machine(),
         "command": "python benchmarks/transfer_estimators.py" + "".join(
             f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
