@@ -82,22 +82,21 @@ def _standardise(F: np.ndarray) -> np.ndarray:
 
 
 def probe_cv(features: np.ndarray, labels: np.ndarray, n_folds: int = 3) -> float:
-    """Cross-validated accuracy of the standardised logistic-regression probe (C = 1).
+    """Cross-validated accuracy of the knowledge base's probe (``make_probe(1.0)``).
 
     Ties between equal accuracies are broken by the mean held-out log-likelihood (its
     weight, 1e-3, is below one image's share of the accuracy for up to 1000 images).
     """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from t2v_automl.evaluation import make_probe
 
     y = np.asarray(labels)
     k = int(min(n_folds, np.bincount(y).min()))
     if k < 2:
         return math.nan
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    model = make_probe(1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         P = cross_val_predict(model, np.asarray(features, dtype=np.float64), y,

@@ -634,18 +634,16 @@ def accuracy_grid(f_train: np.ndarray, y_train: np.ndarray, f_val: np.ndarray,
     ndarray of shape (n_C,)
     """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(f_train.astype(np.float64))
-    x_tr = scaler.transform(f_train.astype(np.float64))
-    x_va = scaler.transform(f_val.astype(np.float64))
+    from t2v_automl.evaluation import make_probe
+
+    x_tr, x_va = f_train.astype(np.float64), f_val.astype(np.float64)
     out = np.empty(len(grid))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for k, C in enumerate(grid):
-            model = LogisticRegression(C=float(C), max_iter=2000, random_state=0)
-            out[k] = float((model.fit(x_tr, y_train).predict(x_va) == y_val).mean())
+            model = make_probe(float(C), random_state=0).fit(x_tr, y_train)
+            out[k] = float((model.predict(x_va) == y_val).mean())
     return out
 
 

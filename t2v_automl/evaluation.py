@@ -35,7 +35,7 @@ from t2v_automl.exceptions import (
 from t2v_automl.extractors import _REGISTRY, _missing, get_extractor, list_extractors
 from t2v_automl.tasks import Task, as_task
 
-__all__ = ["EvalResult", "ZooResults", "evaluate_extractor", "evaluate_zoo"]
+__all__ = ["EvalResult", "ZooResults", "evaluate_extractor", "evaluate_zoo", "make_probe"]
 
 #: Bump when what a cached result means changes (probe recipe, fields).
 _CACHE_VERSION = 1
@@ -196,19 +196,39 @@ def _check_extractor_name(name: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- the probe
+def make_probe(C: float = 1.0, random_state: int = 0) -> Any:
+    """The probe every score of a knowledge base is measured with (unfitted).
+
+    ``StandardScaler`` then ``LogisticRegression(C, max_iter=2000)``; give it float64
+    features (``StandardScaler`` treats float32 columns with tiny variance as constant).
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength of the logistic regression.
+    random_state : int, default=0
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(),
+                         LogisticRegression(C=C, max_iter=2000, random_state=random_state))
+
+
 def _fit_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                Cs: tuple[float, ...], n_splits: int, random_state: int
                ) -> tuple[np.ndarray, float]:
     """Fit the standardised logistic-regression probe; return test predictions and C."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     def make(c: float) -> Any:
-        return make_pipeline(StandardScaler(),
-                             LogisticRegression(C=c, max_iter=2000, random_state=random_state))
+        return make_probe(c, random_state)
 
     # float64: StandardScaler treats float32 columns with tiny variance as constant
     x_train = f_train.astype(np.float64)

@@ -162,3 +162,16 @@ def test_pretrained_beats_controls_on_shifted_fashion_mnist() -> None:
     pre, rand, raw = z.scores[0]
     se = z.stderr[0].max()
     assert pre > rand + 3 * se and pre > raw + 3 * se, z.scores
+
+
+def test_make_probe_is_the_knowledge_bases_probe() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from t2v_automl.evaluation import make_probe
+
+    probe = make_probe(0.1, random_state=3)
+    scaler, lr = (step for _, step in probe.steps)
+    assert isinstance(scaler, StandardScaler) and isinstance(lr, LogisticRegression)
+    assert (lr.C, lr.max_iter, lr.random_state) == (0.1, 2000, 3)
+    assert make_probe().steps[1][1].C == 1.0
