@@ -153,12 +153,6 @@ def estimators() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
             "LDA log-likelihood": lda_loglik, "NLEEP": nleep, "TransRate": transrate}
 
 
-def _zscore(S: np.ndarray) -> np.ndarray:
-    mu = np.nanmean(S, axis=1, keepdims=True)
-    sd = np.nanstd(S, axis=1, keepdims=True)
-    return (S - mu) / np.where(sd > 0, sd, 1.0)
-
-
 def task_scores(features: Sequence[np.ndarray], labels: np.ndarray
                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every estimator on one task: scores per extractor and seconds for all of them."""
@@ -173,8 +167,14 @@ def task_scores(features: Sequence[np.ndarray], labels: np.ndarray
 
 
 def combine(scores: dict[str, np.ndarray], base: str = "LogME") -> dict[str, np.ndarray]:
-    """``base + X`` for every other estimator X (sum of per-task z-scores)."""
-    return {f"{base} + {k}": _zscore(scores[base]) + _zscore(v)
+    """``base + X`` for every other estimator X (sum of per-task z-scores).
+
+    Standardised as the hybrid selector standardises before it blends
+    (:func:`~t2v_automl.estimators._selector._row_standardise`).
+    """
+    from t2v_automl.estimators._selector import _row_standardise
+
+    return {f"{base} + {k}": _row_standardise(scores[base]) + _row_standardise(v)
             for k, v in scores.items() if k != base}
 
 
