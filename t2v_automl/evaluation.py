@@ -227,9 +227,6 @@ def _fit_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    def make(c: float) -> Any:
-        return make_probe(c, random_state)
-
     # float64: StandardScaler treats float32 columns with tiny variance as constant
     x_train = f_train.astype(np.float64)
     x_test = f_test.astype(np.float64)
@@ -243,9 +240,10 @@ def _fit_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                 logger.info("too few images per class to cross-validate C; using C=%g", C)
             else:
                 cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-                means = [cross_val_score(make(c), x_train, y_train, cv=cv).mean() for c in Cs]
+                means = [cross_val_score(make_probe(c, random_state), x_train, y_train,
+                                         cv=cv).mean() for c in Cs]
                 C = Cs[int(np.argmax(means))]
-        model = make(C).fit(x_train, y_train)
+        model = make_probe(C, random_state).fit(x_train, y_train)
         pred = model.predict(x_test)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         logger.info("the logistic-regression probe did not fully converge (C=%g)", C)
