@@ -232,11 +232,10 @@ def c_from_history(tables: Mapping[str, np.ndarray], info: Mapping[str, Mapping[
     log_grid = np.log10(C_GRID)
     pos = {t: [list(names).index(e) for e in info[t]["selector_top3"]] for t in tasks}
 
-    def target(u: str) -> float:
-        return float(np.max(tables[u])) - tolerance / 100.0 - 1e-12
+    target = {u: float(np.max(tables[u])) - tolerance / 100.0 - 1e-12 for u in tasks}
 
     def hit(u: str, r: int, k: int) -> bool:
-        return bool(np.asarray(tables[u])[pos[u][r], k] >= target(u))
+        return bool(np.asarray(tables[u])[pos[u][r], k] >= target[u])
 
     for t in tasks:
         tab = np.asarray(tables[t])
@@ -261,7 +260,7 @@ def c_from_history(tables: Mapping[str, np.ndarray], info: Mapping[str, Mapping[
                                     + np.log10(info[u]["n_train"]) for u in past])
                     k = int(np.argmin(np.abs(log_grid - (cn - np.log10(info[t]["n_train"])))))
                 values.append(tab[e, k])
-            out[rule] += int(max(values) >= target(t))
+            out[rule] += int(max(values) >= target[t])
     return out
 
 
