@@ -32,12 +32,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from t2v_automl import KnowledgeBase, Task, Task2VecEmbedder
+from t2v_automl.estimators import ExtractorSelector
 from t2v_automl.integration.optuna import KnowledgeCallback, Task2VecSampler, warm_start
-
-try:
-    from t2v_automl.estimators import ExtractorSelector
-except ImportError:  # until the estimators package re-exports it
-    from t2v_automl.estimators._selector import ExtractorSelector
 
 rng = np.random.default_rng(0)
 _PROJ = rng.normal(size=(64, 12))
@@ -118,6 +114,11 @@ def main() -> None:
         sampler=Task2VecSampler(selector, embedding, seed=0))
     enqueued = warm_start(study, embedding, selector, top_k=2, knowledge=kb_path,
                           extra_params={"C": 1.0})
+    # predict: the predicted score of every extractor (a tasks x extractors matrix, as the
+    # knowledge base's scores); rank / select: the extractor names, best first
+    predicted = selector.predict([embedding])[0]
+    print("predicted:", {e: round(float(s), 3)
+                         for e, s in zip(selector.extractor_names_, predicted, strict=True)})
     print("ranking:", list(selector.rank([embedding])[0]))
     print("enqueued:", enqueued)
 

@@ -1,6 +1,6 @@
 """Brute force: how well does each extractor do on each task?
 
-The score of an extractor on a task is the test accuracy of a linear probe on its frozen
+The score of an extractor on a task is the test accuracy of a *linear head* on its frozen
 features: a scikit-learn :class:`~sklearn.linear_model.LogisticRegression` on standardised
 penultimate-layer features, fitted on the task's training split and measured on its test
 split. These scores are the ground truth the selector learns from, so each result also
@@ -9,7 +9,12 @@ split-half and bootstrap analyses of how precisely the ranking is known.
 
 :func:`evaluate_extractor` scores one extractor on one task; :func:`evaluate_zoo` scores
 many extractors on many tasks, in parallel over tasks with joblib and optionally cached
-on disk with a joblib :class:`~joblib.Memory`.
+on disk with a joblib :class:`~joblib.Memory`. :func:`make_linear_head` is the
+classifier every score is measured with. (The word "probe" is kept for the Task2Vec probe
+network of :mod:`t2v_automl.probes`; :func:`make_probe` is a deprecated alias.)
+
+The knowledge-base build that uses these scores is :func:`t2v_automl.building.build_knowledge`
+(it needs the embedder, a layer above this module).
 """
 
 from __future__ import annotations
@@ -32,12 +37,19 @@ from t2v_automl.exceptions import (
     InvalidTaskError,
     UnknownNameError,
 )
-from t2v_automl.extractors import _REGISTRY, _missing, get_extractor, list_extractors
+from t2v_automl.extractors import check_available, get_extractor, list_extractors
 from t2v_automl.tasks import Task, as_task
 
-__all__ = ["EvalResult", "ZooResults", "evaluate_extractor", "evaluate_zoo", "make_probe"]
+__all__ = [
+    "EvalResult",
+    "ZooResults",
+    "evaluate_extractor",
+    "evaluate_zoo",
+    "make_linear_head",
+    "make_probe",
+]
 
-#: Bump when what a cached result means changes (probe recipe, fields).
+#: Bump when what a cached result means changes (linear-head recipe, fields).
 _CACHE_VERSION = 1
 
 
@@ -52,7 +64,7 @@ class EvalResult:
     task : str
         Name of the training task.
     score : float
-        Test accuracy of the linear probe, in [0, 1].
+        Test accuracy of the linear head, in [0, 1].
     stderr : float
         Binomial standard error of ``score``: ``sqrt(score * (1 - score) / n_test)``.
     correct : ndarray of shape (n_test,), bool
@@ -64,7 +76,7 @@ class EvalResult:
         Inverse regularisation strength used for the final fit (chosen by
         cross-validation when several were given).
     extract_time_s, fit_time_s : float
-        Wall time of feature extraction (train + test) and of fitting the probe
+        Wall time of feature extraction (train + test) and of fitting the linear head
         (cross-validation included).
     weights_sha256 : str
         Digest of the extractor's weights.
@@ -90,7 +102,7 @@ class EvalResult:
 
     @property
     def time_s(self) -> float:
-        """Wall time of feature extraction plus probe fitting."""
+        """Wall time of feature extraction plus linear-head fitting."""
         return self.extract_time_s + self.fit_time_s
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,7 +128,7 @@ class ZooResults:
     stderr : ndarray of shape (n_tasks, n_extractors)
         Binomial standard errors of the accuracies.
     times : ndarray of shape (n_tasks, n_extractors)
-        Seconds of feature extraction plus probe fitting (as measured when computed; a
+        Seconds of feature extraction plus linear-head fitting (as measured when computed; a
         cached result keeps its original time).
     results : list of list of EvalResult
         ``results[i][j]`` is task ``i`` and extractor ``j``, with per-image correctness.
@@ -187,17 +199,17 @@ def _check_C(C: float | Sequence[float]) -> tuple[float, ...]:
 
 
 def _check_extractor_name(name: Any) -> str:
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if not isinstance(name, str) or name not in list_extractors():
         raise UnknownNameError(
             f"unknown extractor {name!r}; known extractors: {', '.join(list_extractors())}."
         )
-    _missing(_REGISTRY[name])
+    check_available(name)
     return name
 
 
-# ----------------------------------------------------------------------------- the probe
-def make_probe(C: float = 1.0, random_state: int = 0) -> Any:
-    """The probe every score of a knowledge base is measured with (unfitted).
+# ----------------------------------------------------------------------------- the linear head
+def make_linear_head(C: float = 1.0, random_state: int = 0) -> Any:
+    """The linear head every score of a knowledge base is measured with (unfitted).
 
     ``StandardScaler`` then ``LogisticRegression(C, max_iter=2000)``; give it float64
     features (``StandardScaler`` treats float32 columns with tiny variance as constant).
@@ -220,10 +232,31 @@ def make_probe(C: float = 1.0, random_state: int = 0) -> Any:
                          LogisticRegression(C=C, max_iter=2000, random_state=random_state))
 
 
-def _fit_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
-               Cs: tuple[float, ...], n_splits: int, random_state: int
-               ) -> tuple[np.ndarray, float]:
-    """Fit the standardised logistic-regression probe; return test predictions and C."""
+def make_probe(C: float = 1.0, random_state: int = 0) -> Any:
+    """Deprecated alias of :func:`make_linear_head` (emits a ``FutureWarning``).
+
+    "Probe" names the Task2Vec probe network (:mod:`t2v_automl.probes`); the classifier
+    on frozen extractor features is the *linear head*.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+    random_state : int, default=0
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+    """
+    warnings.warn("t2v_automl.evaluation.make_probe is deprecated; use make_linear_head (the "
+                  "same pipeline). It will be removed in a future release.", FutureWarning,
+                  stacklevel=2)
+    return make_linear_head(C, random_state)
+
+
+def _fit_linear_head(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
+                     Cs: tuple[float, ...], n_splits: int, random_state: int
+                     ) -> tuple[np.ndarray, float]:
+    """Fit the standardised logistic-regression linear head; return predictions and C."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
@@ -240,13 +273,13 @@ def _fit_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray,
                 logger.info("too few images per class to cross-validate C; using C=%g", C)
             else:
                 cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-                means = [cross_val_score(make_probe(c, random_state), x_train, y_train,
+                means = [cross_val_score(make_linear_head(c, random_state), x_train, y_train,
                                          cv=cv).mean() for c in Cs]
                 C = Cs[int(np.argmax(means))]
-        model = make_probe(C, random_state).fit(x_train, y_train)
+        model = make_linear_head(C, random_state).fit(x_train, y_train)
         pred = model.predict(x_test)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        logger.info("the logistic-regression probe did not fully converge (C=%g)", C)
+        logger.info("the logistic-regression linear head did not fully converge (C=%g)", C)
     return pred, C
 
 
@@ -254,7 +287,7 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
                        input_size: int | None = None, C: float | Sequence[float] = 1.0,
                        n_splits: int = 3, random_state: int = 0, device: str = "cpu",
                        batch_size: int = 128) -> EvalResult:
-    """Score one extractor on one task with a linear probe on its frozen features.
+    """Score one extractor on one task with a linear head on its frozen features.
 
     Parameters
     ----------
@@ -304,7 +337,7 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
     f_train = ext.transform(train.images, batch_size=batch_size, input_size=size)
     f_test = ext.transform(test.images, batch_size=batch_size, input_size=size)
     t1 = time.perf_counter()
-    pred, C_used = _fit_probe(f_train, train.labels, f_test, Cs, n_splits, random_state)
+    pred, C_used = _fit_linear_head(f_train, train.labels, f_test, Cs, n_splits, random_state)
     t2 = time.perf_counter()
 
     correct = np.asarray(pred == test.labels, dtype=bool)

@@ -164,14 +164,22 @@ def test_pretrained_beats_controls_on_shifted_fashion_mnist() -> None:
     assert pre > rand + 3 * se and pre > raw + 3 * se, z.scores
 
 
-def test_make_probe_is_the_knowledge_bases_probe() -> None:
+def test_make_linear_head_is_the_knowledge_bases_classifier() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from t2v_automl.evaluation import make_probe
+    from t2v_automl.evaluation import make_linear_head
 
-    probe = make_probe(0.1, random_state=3)
-    scaler, lr = (step for _, step in probe.steps)
+    head = make_linear_head(0.1, random_state=3)
+    scaler, lr = (step for _, step in head.steps)
     assert isinstance(scaler, StandardScaler) and isinstance(lr, LogisticRegression)
     assert (lr.C, lr.max_iter, lr.random_state) == (0.1, 2000, 3)
-    assert make_probe().steps[1][1].C == 1.0
+    assert make_linear_head().steps[1][1].C == 1.0
+
+
+def test_make_probe_is_a_deprecated_alias() -> None:
+    from t2v_automl.evaluation import make_probe
+
+    with pytest.warns(FutureWarning, match="make_linear_head"):
+        head = make_probe(0.1, random_state=3)
+    assert head.steps[1][1].C == 0.1 and head.steps[1][1].random_state == 3

@@ -7,7 +7,6 @@ import importlib.util
 import numpy as np
 import pytest
 
-from t2v_automl import extractors as ext_mod
 from t2v_automl.exceptions import (
     InvalidInputTypeError,
     T2VError,
@@ -16,11 +15,15 @@ from t2v_automl.exceptions import (
 )
 from t2v_automl.extractors import (
     SOURCES,
+    Built,
     Extractor,
     ExtractorSpec,
+    check_available,
+    extractor_spec,
     get_extractor,
     list_extractors,
     register_extractor,
+    unregister_extractor,
 )
 
 ALL = ["mobilenet_v2", "deepsort_mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1",
@@ -63,13 +66,19 @@ def test_unknown_name_lists_known_ones() -> None:
 
 @pytest.fixture
 def fake_spec():
-    spec = ExtractorSpec("fake_missing", "imagenet", lambda dev: {}, 32, 3, (0.5,) * 3,
-                         (0.5,) * 3, True, False,
-                         (("t2v_automl_no_such_weights", "t2v-automl-no-such-weights"),),
-                         "needs a package that is not installed")
+    spec = ExtractorSpec(name="fake_missing", source="imagenet", build=_never_built,
+                         input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
+                         resizable=True, has_source_head=False,
+                         requires=(("t2v_automl_no_such_weights",
+                                    "t2v-automl-no-such-weights"),),
+                         description="needs a package that is not installed")
     register_extractor(spec)
     yield spec
-    del ext_mod._REGISTRY[spec.name]
+    unregister_extractor(spec.name)
+
+
+def _never_built(device: object) -> Built:
+    raise AssertionError("a spec whose package is missing must not be built")
 
 
 def test_missing_weights_package_names_pip_package(fake_spec: ExtractorSpec) -> None:
@@ -84,8 +93,9 @@ def test_missing_weights_package_names_pip_package(fake_spec: ExtractorSpec) -> 
 def test_register_rejects_duplicates_and_bad_sources(fake_spec: ExtractorSpec) -> None:
     with pytest.raises(UnknownNameError, match="already registered"):
         register_extractor(fake_spec)
-    bad = ExtractorSpec("fake_bad_source", "jupiter", lambda dev: {}, 32, 3, (0.5,) * 3,
-                        (0.5,) * 3, True, False, (), "")
+    bad = ExtractorSpec(name="fake_bad_source", source="jupiter", build=_never_built,
+                        input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
+                        resizable=True, has_source_head=False)
     with pytest.raises(UnknownNameError, match="unknown source 'jupiter'"):
         register_extractor(bad)
 
@@ -96,7 +106,7 @@ def test_missing_keras_says_install_the_extra(monkeypatch: pytest.MonkeyPatch) -
     def no_keras(name: str, *args, **kwargs):
         return None if name.split(".")[0] == "keras" else real(name, *args, **kwargs)
 
-    monkeypatch.setattr(ext_mod.importlib.util, "find_spec", no_keras)
+    monkeypatch.setattr(importlib.util, "find_spec", no_keras)
     available = list_extractors(available_only=True)
     assert not KERAS & set(available)
     for name in sorted(KERAS):
@@ -143,14 +153,52 @@ def test_bad_inputs_are_rejected() -> None:
         ext.source_logits(_images())
 
 
+def test_spec_is_keyword_only_and_frozen() -> None:
+    with pytest.raises(TypeError):
+        ExtractorSpec("x", "none", _never_built, 16, 1, (0.0,), (1.0,), False,  # type: ignore[misc]
+                      False)
+    spec = extractor_spec("raw_pixels")
+    with pytest.raises(AttributeError):
+        spec.name = "other"  # type: ignore[misc]
+    assert spec.requires == () and spec.input_size == 16
+
+
+def test_extractor_spec_and_check_available() -> None:
+    assert check_available("raw_pixels") is extractor_spec("raw_pixels")
+    with pytest.raises(UnknownNameError, match="known extractors"):
+        extractor_spec("resnet9000")
+    with pytest.raises(UnknownNameError, match="named by a string"):
+        check_available(None)  # type: ignore[arg-type]
+
+
+def test_builders_return_built_and_dicts_still_load() -> None:
+    spec = extractor_spec("raw_pixels")
+    built = spec.build(__import__("torch").device("cpu"))
+    assert isinstance(built, Built) and built.source_logits is None
+    legacy = ExtractorSpec(
+        name="fake_legacy_dict", source="none", input_size=16, channels=1, mean=(0.0,),
+        std=(1.0,), resizable=False, has_source_head=False,
+        build=lambda dev: {"features": built.features, "logits": None, "weights_path": None,
+                           "weights_sha256": "0" * 64, "n_source_classes": None})
+    register_extractor(legacy)
+    try:
+        with pytest.warns(FutureWarning, match="returned a dict"):
+            ext = get_extractor("fake_legacy_dict")
+        x = _images(2)
+        np.testing.assert_array_equal(ext.transform(x), get_extractor("raw_pixels").transform(x))
+    finally:
+        unregister_extractor("fake_legacy_dict")
+    assert "fake_legacy_dict" not in list_extractors()
+
+
 def test_sources_are_declared() -> None:
     for name in list_extractors():
-        assert ext_mod._REGISTRY[name].source in SOURCES
+        assert extractor_spec(name).source in SOURCES
 
 
 # ----------------------------------------------------------------------------- real weights
 def _available_or_skip(name: str) -> None:
-    spec = ext_mod._REGISTRY[name]
+    spec = extractor_spec(name)
     if not spec.available():
         missing = [pip for mod, pip in spec.requires if importlib.util.find_spec(mod) is None]
         pytest.skip(f"{name} needs {missing} (not installed)")
@@ -192,7 +240,7 @@ def test_imagenet_extractors_recognise_a_photo() -> None:
     left = (w - h) // 2
     x = np.moveaxis(china[:, left:left + h], -1, 0)[None].astype(np.float32) / 255.0
     for name in ("mobilenet_v2", "efficientnet_lite0"):
-        top5 = np.argsort(ext_mod.get_extractor(name).source_logits(x)[0])[-5:]
+        top5 = np.argsort(get_extractor(name).source_logits(x)[0])[-5:]
         assert 698 in top5, (name, top5)  # 698: palace
 
 

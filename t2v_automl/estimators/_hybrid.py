@@ -19,24 +19,28 @@ anyway (its Fisher novelty is as high), so its Fisher embedding is not computed 
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from t2v_automl._logging import logger
+from t2v_automl._validation import check_float
+from t2v_automl.estimators._base import SelectorMixin
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
-from t2v_automl.estimators._selector import (
+from t2v_automl.estimators._gate import (
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
-    ExtractorSelector,
-    SelectorMixin,
-    _check_float,
-    blend_with_transferability,
+    hybrid_scores,
     novelty_gate,
 )
+from t2v_automl.estimators._selector import ExtractorSelector
+from t2v_automl.estimators._transfer import TransferabilitySelector
 from t2v_automl.exceptions import IncompatibleEmbeddingError, InvalidInputTypeError
 from t2v_automl.tasks import Task
 
@@ -44,37 +48,77 @@ if TYPE_CHECKING:
     from t2v_automl.embedding import Embedding
     from t2v_automl.knowledge import KnowledgeBase
 
-__all__ = ["HybridSelector", "hybrid_scores"]
+__all__ = ["HybridExplanation", "HybridSelector"]
 
 
-def hybrid_scores(prior: Any, transfer: Any, novelty: Any, *,
-                  center: float = NOVELTY_CENTER, steepness: float = NOVELTY_STEEPNESS
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The hybrid's scores from their parts (what :meth:`HybridSelector.predict_scores` returns).
+@dataclass(frozen=True)
+class HybridExplanation:
+    """What :meth:`HybridSelector.explain` computed for each task.
 
-    Parameters
+    Attributes
     ----------
-    prior : array-like of shape (n_tasks, n_extractors)
-        The knowledge-based prediction (accuracy scale).
-    transfer : array-like of shape (n_tasks, n_extractors)
-        Transferability scores (NaN rows: not computed).
-    novelty : array-like of shape (n_tasks,)
-    center, steepness : float
-        The gate (see :func:`~t2v_automl.estimators.blend_with_transferability`).
-
-    Returns
-    -------
+    extractor_names : list of str
+        The column order of every matrix below.
     scores : ndarray of shape (n_tasks, n_extractors)
-        The mixed ranking on the accuracy scale of ``prior`` (per task: its mean plus the
-        mixed standardised score times its standard deviation over extractors).
+        The hybrid's prediction (what :meth:`HybridSelector.predict` returns).
+    prior : ndarray of shape (n_tasks, n_extractors)
+        The knowledge-based prediction: the Fisher neighbours', or the domain neighbours'
+        for a screened task.
+    novelty : ndarray of shape (n_tasks,)
+        :meth:`ExtractorSelector.novelty` of the Fisher embedding (NaN for a screened task,
+        whose Fisher embedding was not computed).
     gate : ndarray of shape (n_tasks,)
+        Weight of the transferability ranking (0 = knowledge base only, 1 = transferability
+        only).
+    domain_novelty : ndarray of shape (n_tasks,)
+        Novelty of the domain embedding (NaN where the screen did not run).
+    screened : ndarray of bool, shape (n_tasks,)
+        Tasks the screen sent to the transferability score without a Fisher embedding.
+    transfer_scores : ndarray of shape (n_tasks, n_extractors)
+        Transferability scores (NaN rows: not computed).
+    transfer_seconds : ndarray of shape (n_tasks, n_extractors)
+        Seconds spent on them (0 where not computed).
+    embeddings : list of Embedding or None
+        The Fisher embedding of each task (given or computed; None when screened).
+    domain_embeddings : list of Embedding or None
+        The domain embedding of each task (None where the screen did not run).
     """
-    P = np.atleast_2d(np.asarray(prior, dtype=np.float64))
-    mixed, gate = blend_with_transferability(P, transfer, novelty, center=center,
-                                             steepness=steepness)
-    level = np.nanmean(P, axis=1, keepdims=True)
-    spread = np.nanstd(P, axis=1, keepdims=True)
-    return level + mixed * np.where(spread > 0, spread, 1.0), gate
+
+    extractor_names: list[str]
+    scores: np.ndarray
+    prior: np.ndarray
+    novelty: np.ndarray
+    gate: np.ndarray
+    domain_novelty: np.ndarray
+    screened: np.ndarray
+    transfer_scores: np.ndarray
+    transfer_seconds: np.ndarray
+    embeddings: list[Embedding | None]
+    domain_embeddings: list[Embedding | None]
+
+    @property
+    def transfer_computed(self) -> np.ndarray:
+        """Which tasks got a transferability score (bool, shape (n_tasks,))."""
+        return np.isfinite(self.transfer_scores).any(axis=1)
+
+
+#: The last explanation of each selector, for the deprecated ``novelty_``-style properties
+#: only (kept outside the estimator: nothing is written to it at predict time).
+_LAST: weakref.WeakKeyDictionary[Any, HybridExplanation] = weakref.WeakKeyDictionary()
+
+
+def _deprecated_last(field: str, doc: str) -> property:
+    def get(self: HybridSelector) -> Any:
+        warnings.warn(
+            f"HybridSelector.{field}_ is deprecated and will be removed in the next release: "
+            f"use HybridSelector.explain(X).{field}, which returns it for the tasks of that "
+            f"call.", FutureWarning, stacklevel=2)
+        last = _LAST.get(self)
+        if last is None:
+            raise AttributeError(
+                f"{field}_: no prediction yet; call explain(X) and read its .{field}.")
+        return getattr(last, field)
+    return property(get, doc=f"Deprecated: ``explain(X).{field}`` ({doc}).")
 
 
 def _as_task_list(X: Any) -> list[Any]:
@@ -94,7 +138,7 @@ def _as_task_list(X: Any) -> list[Any]:
             else t for t in tasks]
 
 
-class HybridSelector(SelectorMixin, BaseEstimator):
+class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
     """Rank extractors for tasks: known-task neighbours, LogME where the task is new.
 
     Parameters
@@ -130,18 +174,14 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         The domain embedder of the screen (None: no screen).
     screen_selector_ : ExtractorSelector or None
         Nearest known tasks by domain embedding (None: no screen).
-    novelty_, gate_ : ndarray of shape (n_tasks,)
-        Of the tasks of the last :meth:`predict_scores` call: their novelty (NaN for a
-        screened task, whose Fisher embedding was not computed) and the weight of the
-        transferability ranking (0 = knowledge base only, 1 = transferability only).
-    domain_novelty_ : ndarray of shape (n_tasks,)
-        Their domain novelty (NaN when the screen did not run: no screen, or embeddings
-        given to :meth:`predict_scores`).
-    screened_ : ndarray of bool, shape (n_tasks,)
-        Which of them the screen sent to the transferability score without a Fisher
-        embedding.
-    transfer_scores_ : ndarray of shape (n_tasks, n_extractors)
-        The transferability scores of that call (NaN where not computed).
+    embedding_meta_ : EmbeddingMeta
+        How the known tasks' Fisher embeddings were made (``selector_.embedding_meta_``).
+
+    What a prediction computed on the way (novelty, gate, domain novelty, screened tasks,
+    transferability scores, the embeddings) is returned by :meth:`explain`; nothing is
+    stored on the estimator at predict time. The attributes ``novelty_``, ``gate_``,
+    ``domain_novelty_``, ``screened_`` and ``transfer_scores_`` of earlier releases remain
+    one release as deprecated properties (the last :meth:`explain` of this selector).
 
     Notes
     -----
@@ -153,8 +193,10 @@ class HybridSelector(SelectorMixin, BaseEstimator):
     --------
     >>> from t2v_automl.estimators import HybridSelector
     >>> sel = HybridSelector.from_knowledge(kb)  # doctest: +SKIP
-    >>> sel.predict([my_task])  # doctest: +SKIP
+    >>> sel.select([my_task])  # doctest: +SKIP
     array(['efficientnet_lite2'], dtype=object)
+    >>> ex = sel.explain([my_task])  # doctest: +SKIP
+    >>> ex.novelty, ex.gate, ex.screened  # doctest: +SKIP
     """
 
     def __init__(self, embedder: Task2VecEmbedder | None = None,
@@ -171,18 +213,17 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         self.domain_screen = domain_screen
 
     def _check_params(self) -> None:
-        _check_float(self.novelty_center, "novelty_center", positive=None)
-        _check_float(self.novelty_steepness, "novelty_steepness")
-        _check_float(self.min_gate, "min_gate", positive=False)
+        check_float(self.novelty_center, "novelty_center", positive=None)
+        check_float(self.novelty_steepness, "novelty_steepness")
+        check_float(self.min_gate, "min_gate", positive=False)
         if self.domain_screen is not None:
-            _check_float(self.domain_screen, "domain_screen", positive=False)
+            check_float(self.domain_screen, "domain_screen", positive=False)
 
     def _screen_embedder(self) -> Task2VecEmbedder:
         """The domain embedder matching ``embedder_`` (same probe, size, subsample)."""
         return clone(self.embedder_).set_params(method="domain").fit()
 
     def _fit_transferability(self, input_size: int | None = None) -> None:
-        from t2v_automl.baselines import TransferabilitySelector
         from t2v_automl.extractors import list_extractors
 
         base = TransferabilitySelector() if self.transferability is None \
@@ -220,6 +261,7 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         self.selector_ = (ExtractorSelector() if self.selector is None
                           else clone(self.selector)).fit(embs, y)
         self.extractor_names_ = list(self.selector_.extractor_names_)
+        self.embedding_meta_ = self.selector_.embedding_meta_
         self.screen_embedder_, self.screen_selector_ = None, None
         if self.domain_screen is not None:
             self.screen_embedder_ = self._screen_embedder()
@@ -258,8 +300,6 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         IncompatibleEmbeddingError
             This installation embeds differently from the base (other probe weights).
         """
-        from t2v_automl.baselines import TransferabilitySelector
-
         emb_params = embedder_params_from_meta(kb.meta)
         params.setdefault("embedder", Task2VecEmbedder(**emb_params, device=device))
         params.setdefault("transferability", TransferabilitySelector(device=device))
@@ -276,6 +316,7 @@ class HybridSelector(SelectorMixin, BaseEstimator):
             k: v for k, v in hyb.selector.get_params().items() if k != "extractor_names"}
         hyb.selector_ = ExtractorSelector.from_knowledge(kb, **sel_params)
         hyb.extractor_names_ = list(hyb.selector_.extractor_names_)
+        hyb.embedding_meta_ = hyb.selector_.embedding_meta_
         hyb.screen_embedder_, hyb.screen_selector_ = None, None
         if hyb.domain_screen is not None:
             stored, values = kb.extra_embeddings("domain") if "domain" in kb.extra_names \
@@ -317,13 +358,14 @@ class HybridSelector(SelectorMixin, BaseEstimator):
 
         return cls.from_knowledge(KnowledgeBase.default(), **params)
 
-    def screen(self, X: Any, domain_embeddings: Sequence[Embedding] | None = None
+    def screen(self, X: Any = None, domain_embeddings: Sequence[Embedding] | None = None
                ) -> tuple[list[Embedding], np.ndarray, np.ndarray] | None:
         """The domain screen: which tasks have images unlike every known task's.
 
         Parameters
         ----------
-        X : sequence of tasks
+        X : sequence of tasks, optional
+            Needed unless ``domain_embeddings`` is given.
         domain_embeddings : sequence of Embedding, optional
             Their domain embeddings, when already made with :attr:`screen_embedder_`.
 
@@ -336,62 +378,89 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         Raises
         ------
         InvalidInputTypeError
-            ``domain_embeddings`` of another length than ``X``.
+            Neither tasks nor domain embeddings, or ``domain_embeddings`` of another
+            length than ``X``.
         """
         check_is_fitted(self, "selector_")
         sel = getattr(self, "screen_selector_", None)
         emb = getattr(self, "screen_embedder_", None)
         if sel is None or emb is None or self.domain_screen is None:
             return None
-        tasks = _as_task_list(X)
-        dom = emb.embed(tasks) if domain_embeddings is None else list(domain_embeddings)
-        if len(dom) != len(tasks):
-            raise InvalidInputTypeError(
-                f"domain_embeddings must hold one Embedding per task: {len(tasks)} task(s), "
-                f"{len(dom)} embedding(s)."
-            )
+        if domain_embeddings is None:
+            if X is None:
+                raise InvalidInputTypeError(
+                    "the domain screen needs the tasks X or their domain_embeddings.")
+            dom = emb.embed(_as_task_list(X))
+        else:
+            dom = list(domain_embeddings)
+            if X is not None and len(dom) != len(_as_task_list(X)):
+                raise InvalidInputTypeError(
+                    f"domain_embeddings must hold one Embedding per task: "
+                    f"{len(_as_task_list(X))} task(s), {len(dom)} embedding(s)."
+                )
         novelty = sel.novelty(dom) if dom else np.zeros(0)
         return dom, novelty, novelty >= float(self.domain_screen)
 
-    def predict_scores(self, X: Any, embeddings: Sequence[Embedding] | None = None,
-                       domain_embeddings: Sequence[Embedding] | None = None) -> np.ndarray:
-        """Predicted score of every extractor for every task, ordered by the mixed ranking.
+    def explain(self, X: Any = None, embeddings: Sequence[Embedding] | None = None,
+                domain_embeddings: Sequence[Embedding] | None = None) -> HybridExplanation:
+        """Predict, and say how: the screen, the neighbours, the novelty, the gate, LogME.
 
         Parameters
         ----------
-        X : sequence of tasks
+        X : sequence of tasks, optional
+            The tasks' images and labels. Needed to embed them and to compute their
+            transferability scores; may be None when ``embeddings`` are given, and then
+            a novel task is ranked by the knowledge base alone (with a warning: the
+            transferability score needs the images).
         embeddings : sequence of Embedding, optional
-            The tasks' embeddings, when already computed with :attr:`embedder_` (saves the
-            probe pass; the domain screen does not run: the Fisher is already paid for).
+            The tasks' Fisher embeddings, when already made with :attr:`embedder_` (saves
+            the probe pass). Given without ``domain_embeddings``, the domain screen does
+            not run: the Fisher is already paid for.
         domain_embeddings : sequence of Embedding, optional
-            The tasks' domain embeddings, when already computed with
-            :attr:`screen_embedder_` (the screen then reuses them).
+            The tasks' domain embeddings, when already made with
+            :attr:`screen_embedder_`: the screen runs on them.
 
         Returns
         -------
-        ndarray of shape (n_tasks, n_extractors)
-            Columns in :attr:`extractor_names_` order; higher = better. The mixed,
-            standardised scores of :func:`~t2v_automl.estimators.blend_with_transferability`
-            put back on the accuracy scale of the knowledge-based prediction (its mean and
-            spread over extractors, per task): the order is the hybrid's, the level the
-            neighbours'.
+        HybridExplanation
+            ``scores`` is what :meth:`predict` returns: the mixed, standardised scores of
+            :func:`~t2v_automl.estimators.blend_with_transferability` put back on the
+            accuracy scale of the knowledge-based prediction (its mean and spread over
+            extractors, per task).
+
+        Raises
+        ------
+        InvalidInputTypeError
+            Nothing to predict from (no tasks and no embeddings), or inputs of different
+            lengths.
         """
         check_is_fitted(self, "selector_")
-        tasks = _as_task_list(X)
-        n = len(tasks)
+        tasks = None if X is None else _as_task_list(X)
+        given = None if embeddings is None else list(embeddings)
+        dom_given = None if domain_embeddings is None else list(domain_embeddings)
+        sizes = {what: len(v) for what, v in (("X", tasks), ("embeddings", given),
+                                              ("domain_embeddings", dom_given))
+                 if v is not None}
+        if not sizes:
+            raise InvalidInputTypeError(
+                "explain needs the tasks X, or their embeddings / domain_embeddings.")
+        if len(set(sizes.values())) > 1:
+            raise InvalidInputTypeError(
+                f"X, embeddings and domain_embeddings must hold one entry per task; got "
+                f"{sizes}."
+            )
+        n = next(iter(sizes.values()))
+        m = len(self.extractor_names_)
         screened = np.zeros(n, dtype=bool)
         domain_novelty = np.full(n, np.nan)
-        prior = np.full((n, len(self.extractor_names_)), np.nan)
+        prior = np.full((n, m), np.nan)
         novelty = np.full(n, np.nan)
-        given = None if embeddings is None else list(embeddings)
-        if given is not None:
-            if len(given) != n:
-                raise InvalidInputTypeError(
-                    f"embeddings must hold one Embedding per task: {n} task(s), "
-                    f"{len(given)} embedding(s)."
-                )
-        elif (screen := self.screen(tasks, domain_embeddings)) is not None:
+        embs: list[Embedding | None] = [None] * n
+        doms: list[Embedding | None] = [None] * n
+        if (dom_given is not None or given is None) \
+                and (screen := self.screen(tasks, dom_given)) is not None:
             dom, domain_novelty, screened = screen
+            doms = list(dom)
             if screened.any():
                 rows = np.flatnonzero(screened)
                 prior[rows] = cast(ExtractorSelector, self.screen_selector_).predict_scores(
@@ -402,7 +471,17 @@ class HybridSelector(SelectorMixin, BaseEstimator):
                             self.transferability_.measure)
         keep = np.flatnonzero(~screened)
         if keep.size:
-            kept = given if given is not None else self.embedder_.embed([tasks[i] for i in keep])
+            if given is not None:
+                kept = [given[i] for i in keep]
+            elif tasks is not None:
+                kept = self.embedder_.embed([tasks[i] for i in keep])
+            else:
+                raise InvalidInputTypeError(
+                    f"{keep.size} task(s) pass the domain screen and need their Fisher "
+                    f"embedding: pass the tasks X or their embeddings."
+                )
+            for i, e in zip(keep, kept, strict=True):
+                embs[i] = e
             prior[keep] = self.selector_.predict_scores(kept)
             novelty[keep] = self.selector_.novelty(kept)
         # a screened task: infinite novelty = the transferability ranking alone
@@ -410,20 +489,63 @@ class HybridSelector(SelectorMixin, BaseEstimator):
         gate = novelty_gate(gate_novelty, center=float(self.novelty_center),
                             steepness=float(self.novelty_steepness))
         transfer = np.full_like(prior, np.nan)
+        seconds = np.zeros_like(prior)
         rows = np.flatnonzero(gate >= float(self.min_gate))
-        if rows.size:
+        if rows.size and tasks is None:
+            warnings.warn(
+                f"{rows.size} task(s) are unlike the known ones (novelty "
+                f"{np.round(np.where(screened, domain_novelty, novelty)[rows], 2).tolist()}"
+                f"{', domain novelty of screened tasks' if screened[rows].any() else ''}) "
+                f"but only their embeddings were "
+                f"given: ranking them by the knowledge base alone. Pass the tasks to add "
+                f"the {self.transferability_.measure} score.", UserWarning, stacklevel=2)
+        elif rows.size:
             logger.info("%d of %d task(s) are novel (novelty %s): computing %s on %d "
                         "candidate(s)", rows.size, n,
                         np.round(novelty[rows], 2).tolist(), self.transferability_.measure,
                         len(self.transferability_.extractor_names_))
-            scores = self.transferability_.predict_scores([tasks[i] for i in rows])
+            t_scores, t_seconds = self.transferability_.predict_scores(
+                [tasks[i] for i in rows], return_times=True)
             cols = np.array([self.extractor_names_.index(name)
                              for name in self.transferability_.extractor_names_],
                             dtype=np.intp)
-            transfer[np.ix_(rows, cols)] = scores
+            transfer[np.ix_(rows, cols)] = t_scores
+            seconds[np.ix_(rows, cols)] = t_seconds
         scores, gate = hybrid_scores(prior, transfer, gate_novelty,
                                      center=float(self.novelty_center),
                                      steepness=float(self.novelty_steepness))
-        self.novelty_, self.gate_, self.transfer_scores_ = novelty, gate, transfer
-        self.domain_novelty_, self.screened_ = domain_novelty, screened
-        return scores
+        result = HybridExplanation(
+            extractor_names=list(self.extractor_names_), scores=scores, prior=prior,
+            novelty=novelty, gate=gate, domain_novelty=domain_novelty, screened=screened,
+            transfer_scores=transfer, transfer_seconds=seconds, embeddings=embs,
+            domain_embeddings=doms)
+        _LAST[self] = result
+        return result
+
+    def predict_scores(self, X: Any = None, embeddings: Sequence[Embedding] | None = None,
+                       domain_embeddings: Sequence[Embedding] | None = None) -> np.ndarray:
+        """Predicted score of every extractor for every task: ``explain(...).scores``.
+
+        Parameters
+        ----------
+        X, embeddings, domain_embeddings
+            As :meth:`explain`.
+
+        Returns
+        -------
+        ndarray of shape (n_tasks, n_extractors)
+            Columns in :attr:`extractor_names_` order; higher = better.
+        """
+        return self.explain(X, embeddings=embeddings,
+                            domain_embeddings=domain_embeddings).scores
+
+    novelty_ = _deprecated_last("novelty", "novelty of the last call's tasks")
+    gate_ = _deprecated_last("gate", "weight of the transferability ranking")
+    domain_novelty_ = _deprecated_last("domain_novelty", "domain novelty")
+    screened_ = _deprecated_last("screened", "tasks screened to the transferability score")
+    transfer_scores_ = _deprecated_last("transfer_scores", "transferability scores")
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags

@@ -20,13 +20,10 @@ best on a new task. Two strategies:
     The logits are linear in the parameters, so the problem is convex; L-BFGS from zero
     is deterministic (no random state needed).
 
-``"nearest"`` with the Hellinger distance is the default. On the shipped knowledge base
-(189 tasks, 13 extractors; ``benchmarks/results/selection.md``) it beat ``"model2vec"``
-under every protocol (leaving one task out: regret 1.71 vs 2.00 points; one label function
-out: 0.44 vs 1.82; one source dataset out: 4.93 vs 6.92), and the Hellinger distance is a
-single matrix product, so it stays fast on large knowledge bases. A third design, kernel
-ridge regression of each extractor's score relative to the task's mean on
-``exp(-d / width)``, did not beat both in a prototype and was left out.
+``"nearest"`` with the Hellinger distance is the default: on the shipped knowledge base it
+beat ``"model2vec"`` under every protocol of the selection benchmark (figures in
+``benchmarks/results/selection.md``), and the Hellinger distance is a single matrix
+product, so it stays fast on large knowledge bases.
 
 Novelty and the transferability fallback
 ----------------------------------------
@@ -49,512 +46,46 @@ the accuracy points lost by taking the predicted best instead of the true best.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import optimize, special, stats
-from sklearn.base import BaseEstimator
+from scipy import optimize
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from t2v_automl import distances
-from t2v_automl.embedding import Embedding, EmbeddingMeta
+from t2v_automl._validation import check_choice, check_float, check_int
+from t2v_automl.estimators._base import (
+    SelectorMixin,
+    check_finite,
+    neighbour_average,
+    score_matrix,
+    split_embeddings,
+)
 from t2v_automl.exceptions import (
     IncompatibleEmbeddingError,
     InvalidInputTypeError,
     InvalidParameterError,
     KnowledgeBaseError,
-    UnknownNameError,
 )
 
 if TYPE_CHECKING:
     from t2v_automl.knowledge import KnowledgeBase
 
-__all__ = [
-    "ExtractorSelector",
-    "NOVELTY_CENTER",
-    "NOVELTY_STEEPNESS",
-    "SelectorMixin",
-    "blend_with_transferability",
-    "novelty_gate",
-    "STRATEGIES",
-    "mean_regret",
-    "mean_weighted_tau",
-    "top1_regret",
-    "weighted_tau",
-]
+__all__ = ["STRATEGIES", "ExtractorSelector"]
 
 #: Strategies of :class:`ExtractorSelector`.
 STRATEGIES = ("nearest", "model2vec")
 _METRICS = ("hellinger", "symmetric", "asymmetric", "normalized_cosine", "cosine")
 _NONNEGATIVE = ("hellinger", "symmetric", "asymmetric")
 _EPS = 1e-12
-#: Novelty at which :func:`blend_with_transferability` weighs both rankings equally.
-NOVELTY_CENTER = 1.5
-#: Slope of the logistic gate of :func:`blend_with_transferability`.
-NOVELTY_STEEPNESS = 4.0
 #: Known tasks used to estimate the typical nearest-neighbour distance at ``fit``.
 _TYPICAL_SAMPLE = 500
 
 
-# ----------------------------------------------------------------------------- metrics
-def _pair(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(y_true, dtype=np.float64)
-    s = np.asarray(y_score, dtype=np.float64)
-    t, s = np.atleast_2d(t), np.atleast_2d(s)
-    if t.shape != s.shape or t.ndim != 2:
-        raise IncompatibleEmbeddingError(
-            f"true and predicted scores must be matrices of one shape (tasks x extractors); "
-            f"got {t.shape} and {s.shape}. Predict for the same tasks and extractors."
-        )
-    return t, s
-
-
-def weighted_tau(y_true: Any, y_score: Any) -> np.ndarray:
-    """Weighted Kendall tau between true and predicted scores, per task.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_tasks, n_extractors)
-        True scores; NaN = not measured (left out).
-    y_score : array-like of shape (n_tasks, n_extractors)
-        Predicted scores (higher = better); NaN counts as the lowest.
-
-    Returns
-    -------
-    ndarray of shape (n_tasks,)
-        :func:`scipy.stats.weightedtau` (hyperbolic weights, both rankings averaged) over
-        the measured extractors of each task; NaN for a task with fewer than two measured
-        extractors or whose true scores are all tied (nothing to rank). A constant
-        prediction gets 0.
-    """
-    t, s = _pair(y_true, y_score)
-    out = np.full(t.shape[0], np.nan)
-    for i in range(t.shape[0]):
-        known = ~np.isnan(t[i])
-        if known.sum() < 2 or np.ptp(t[i, known]) == 0:
-            continue
-        pred = np.where(np.isnan(s[i, known]), -np.inf, s[i, known])
-        finite = np.isfinite(pred)
-        if finite.any():
-            pred = np.where(finite, pred, pred[finite].min() - 1.0)
-        if np.ptp(pred) == 0:
-            out[i] = 0.0
-            continue
-        out[i] = stats.weightedtau(t[i, known], pred).statistic
-    return out
-
-
-def top1_regret(y_true: Any, y_score: Any) -> np.ndarray:
-    """Accuracy points lost by picking the predicted best extractor, per task.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_tasks, n_extractors)
-        True scores in [0, 1]; NaN = not measured.
-    y_score : array-like of shape (n_tasks, n_extractors)
-        Predicted scores; the pick is the highest-scored *measured* extractor (ties: the
-        first column).
-
-    Returns
-    -------
-    ndarray of shape (n_tasks,)
-        ``100 * (best true score - true score of the pick)``; NaN for a task without any
-        measured extractor.
-    """
-    t, s = _pair(y_true, y_score)
-    out = np.full(t.shape[0], np.nan)
-    for i in range(t.shape[0]):
-        known = ~np.isnan(t[i])
-        if not known.any():
-            continue
-        pred = np.where(known & ~np.isnan(s[i]), s[i], -np.inf)
-        pick = int(np.argmax(pred)) if np.isfinite(pred).any() else int(np.argmax(known))
-        out[i] = 100.0 * (np.nanmax(t[i]) - t[i, pick])
-    return out
-
-
-def mean_weighted_tau(y_true: Any, y_score: Any) -> float:
-    """Mean of :func:`weighted_tau` over the tasks where it is defined (NaN if none)."""
-    v = weighted_tau(y_true, y_score)
-    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-
-def mean_regret(y_true: Any, y_score: Any) -> float:
-    """Mean of :func:`top1_regret` in accuracy points (lower is better; NaN if undefined)."""
-    v = top1_regret(y_true, y_score)
-    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-
-def _ranking_order(scores: np.ndarray) -> np.ndarray:
-    """Column indices per row, best first; NaN last; ties keep column order."""
-    key = np.where(np.isnan(scores), np.inf, -scores)
-    return np.argsort(key, axis=1, kind="stable")
-
-
-# ----------------------------------------------------------------------------- validation
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidParameterError(
-            f"{name} must be an integer >= {minimum}; got {value!r}."
-        )
-    return int(value)
-
-
-def _check_float(value: Any, name: str, *, positive: bool | None = True) -> float:
-    """A finite real: ``> 0`` (``positive=True``), ``>= 0`` (False) or any sign (None)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(float(value)) or (positive and value <= 0) \
-            or (positive is not None and value < 0):
-        bound = {True: " > 0", False: " >= 0", None: ""}[positive]
-        raise InvalidParameterError(
-            f"{name} must be a finite number{bound}; got {value!r}."
-        )
-    return float(value)
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise UnknownNameError(
-            f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}."
-        )
-    return value
-
-
-def _split_embeddings(E: Any) -> tuple[Any, EmbeddingMeta | None]:
-    """Turn a list of :class:`Embedding` into an array plus their common meta."""
-    if isinstance(E, Embedding):
-        raise InvalidInputTypeError(
-            "E must hold several embeddings (one row per task); got a single Embedding. "
-            "Wrap it in a list: [embedding]."
-        )
-    if isinstance(E, Sequence) and not isinstance(E, str) and len(E) > 0 \
-            and any(isinstance(e, Embedding) for e in E):
-        if not all(isinstance(e, Embedding) for e in E):
-            raise InvalidInputTypeError(
-                "E mixes Embedding objects and plain rows; pass only Embedding objects or a "
-                "2-D array."
-            )
-        from t2v_automl.embedding import check_compatible
-
-        meta = check_compatible(E)
-        return np.vstack([e.values for e in E]), meta
-    return E, None
-
-
-def _check_finite(X: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(X)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise IncompatibleEmbeddingError(
-            f"{what} contains NaN or inf ({int(bad.sum())} value(s); first in row {int(i)}, "
-            f"column {int(j)}). A failed embedding cannot be compared: re-embed that task "
-            f"(more images, fewer classes) or leave it out."
-        )
-
-
-def _score_matrix(Y: Any, names: Sequence[str] | None, n_rows: int
-                  ) -> tuple[np.ndarray, list[str]]:
-    """Validate a tasks x extractors score matrix; return it and the extractor names."""
-    if Y is None:
-        raise KnowledgeBaseError(
-            "the selector requires y to be passed, but the target y is None: fit needs the "
-            "score matrix Y (tasks x extractors, NaN = not measured)."
-        )
-    cols = None
-    if hasattr(Y, "columns") and hasattr(Y, "to_numpy"):  # a pandas DataFrame
-        cols = [str(c) for c in Y.columns]
-        Y = Y.to_numpy(dtype=np.float64, na_value=np.nan)
-    try:
-        arr = np.array(Y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputTypeError(
-            f"Y must be a numeric tasks x extractors matrix (array or DataFrame); got "
-            f"{type(Y).__name__} that does not convert to float ({exc})."
-        ) from exc
-    if arr.ndim == 1:
-        raise KnowledgeBaseError(
-            f"Y must be 2-D (tasks x extractors: one column per extractor); got a 1-D array "
-            f"of length {arr.shape[0]}. For a single extractor there is nothing to choose; "
-            f"pass a matrix with one column per candidate."
-        )
-    if arr.ndim != 2:
-        raise KnowledgeBaseError(f"Y must be 2-D (tasks x extractors); got shape {arr.shape}.")
-    if arr.shape[0] != n_rows:
-        raise KnowledgeBaseError(
-            f"Y has {arr.shape[0]} rows but E has {n_rows} tasks; give one row of scores per "
-            f"task, in the order of E."
-        )
-    if cols is not None and names is not None and list(names) != cols:
-        raise UnknownNameError(
-            f"extractor_names {list(names)} disagree with the columns of the DataFrame Y "
-            f"{cols}; leave extractor_names=None to use the columns."
-        )
-    if cols is None:
-        if names is None:
-            cols = [f"extractor{j}" for j in range(arr.shape[1])]
-        else:
-            if isinstance(names, str):
-                raise InvalidInputTypeError(
-                    f"extractor_names must be a list of names, not one string; got {names!r}."
-                )
-            cols = [str(n) for n in names]
-            if len(cols) != arr.shape[1]:
-                raise UnknownNameError(
-                    f"extractor_names has {len(cols)} names but Y has {arr.shape[1]} columns; "
-                    f"give one name per column."
-                )
-    if len(set(cols)) != len(cols):
-        dup = sorted({c for c in cols if cols.count(c) > 1})
-        raise UnknownNameError(f"extractor names must be unique; {dup} appear more than once.")
-    if arr.shape[1] < 1:
-        raise KnowledgeBaseError("Y has no columns: give the scores of at least one extractor.")
-    if np.isinf(arr).any():
-        raise KnowledgeBaseError(
-            "Y contains inf; scores must be finite numbers (NaN marks a missing score)."
-        )
-    empty = [bool(e) for e in np.asarray(np.isnan(arr).all(axis=0)).ravel()]
-    if any(empty):
-        missing = [c for c, e in zip(cols, empty, strict=True) if e]
-        raise KnowledgeBaseError(
-            f"extractor(s) {missing} have no score on "
-            f"any task (all-missing column); drop them, or measure them on some tasks."
-        )
-    return arr, cols
-
-
-# ----------------------------------------------------------------------------- mixin
-class SelectorMixin:
-    """``predict``, ``rank`` and ``score`` for selectors that define ``predict_scores``.
-
-    A subclass sets ``extractor_names_`` in ``fit`` and implements
-    ``predict_scores(X) -> (n_tasks, n_extractors)``; it may override
-    ``_ranking_scores`` when its ranking is not the order of its predicted scores.
-    """
-
-    extractor_names_: list[str]
-
-    def predict_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - interface
-        """Predicted score of every extractor for every task of ``X``."""
-        raise NotImplementedError
-
-    def _ranking_scores(self, X: Any) -> np.ndarray:
-        return self.predict_scores(X)
-
-    def _candidate_columns(self, candidates: Sequence[str] | None) -> np.ndarray:
-        names = list(self.extractor_names_)
-        if candidates is None:
-            return np.arange(len(names))
-        if isinstance(candidates, str):
-            raise InvalidInputTypeError(
-                f"candidates must be a list of extractor names, not one string; got "
-                f"{candidates!r}. Pass [{candidates!r}]."
-            )
-        unknown = [c for c in candidates if c not in names]
-        if unknown:
-            raise UnknownNameError(
-                f"unknown extractor(s) {unknown}; this selector was fitted on {names}."
-            )
-        if not candidates:
-            raise UnknownNameError("candidates is empty; name at least one extractor.")
-        return np.asarray([names.index(c) for c in candidates])
-
-    def rank(self, X: Any, candidates: Sequence[str] | None = None) -> np.ndarray:
-        """Extractor names per task, best first.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_tasks, n_features) or list of Embedding
-            The new tasks (for :class:`TransferabilitySelector`: the tasks themselves).
-        candidates : sequence of str, optional
-            Rank only these extractors (names seen in ``fit``). Default: all.
-
-        Returns
-        -------
-        ndarray of shape (n_tasks, n_candidates), dtype object
-        """
-        check_is_fitted(self, "extractor_names_")
-        cols = self._candidate_columns(candidates)
-        s = self._ranking_scores(X)[:, cols]
-        names = np.asarray(self.extractor_names_, dtype=object)[cols]
-        return names[_ranking_order(s)]
-
-    def predict(self, X: Any, candidates: Sequence[str] | None = None) -> np.ndarray:
-        """The extractor predicted to do best on each task.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_tasks, n_features) or list of Embedding
-        candidates : sequence of str, optional
-            Choose among these extractors only. Default: all.
-
-        Returns
-        -------
-        ndarray of shape (n_tasks,), dtype object
-        """
-        return self.rank(X, candidates)[:, 0]
-
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean weighted Kendall tau between the predicted ranking and the true scores.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_tasks, n_features) or list of Embedding
-        y : DataFrame or array-like of shape (n_tasks, n_extractors)
-            True scores (NaN = not measured). DataFrame columns may be any subset of the
-            fitted extractor names, in any order; an array must have the fitted columns.
-        sample_weight : array-like of shape (n_tasks,), optional
-            Weights of the tasks in the mean.
-
-        Returns
-        -------
-        float
-            In [-1, 1], higher is better (see :func:`weighted_tau`); NaN when no task has
-            untied true scores. :func:`mean_regret` gives the regret instead.
-        """
-        check_is_fitted(self, "extractor_names_")
-        pred = self._ranking_scores(X)
-        if hasattr(y, "columns") and hasattr(y, "to_numpy"):
-            cols = self._candidate_columns([str(c) for c in y.columns])
-            y = y.to_numpy(dtype=np.float64, na_value=np.nan)
-            pred = pred[:, cols]
-        Y = np.asarray(y, dtype=np.float64)
-        if Y.ndim != 2 or Y.shape != pred.shape:
-            raise KnowledgeBaseError(
-                f"y must have shape {pred.shape} (tasks x fitted extractors "
-                f"{list(self.extractor_names_)}); got {Y.shape}. Pass a DataFrame to score a "
-                f"subset of the extractors."
-            )
-        taus = weighted_tau(Y, pred)
-        ok = np.isfinite(taus)
-        if not ok.any():
-            return float("nan")
-        w = np.ones(len(taus)) if sample_weight is None \
-            else np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != taus.shape:
-            raise InvalidInputTypeError(
-                f"sample_weight must have one weight per task ({taus.shape[0]}); got shape "
-                f"{w.shape}."
-            )
-        if w[ok].sum() <= 0:
-            return float("nan")
-        return float(np.average(taus[ok], weights=w[ok]))
-
-
-def _neighbour_average(D: np.ndarray, Y: np.ndarray, k: int, weights: str) -> np.ndarray:
-    """Average the scores of the ``k`` nearest tasks that were measured, per extractor.
-
-    Parameters
-    ----------
-    D : ndarray of shape (n_train, n_query)
-        Distances from every known task to every query (smaller = nearer).
-    Y : ndarray of shape (n_train, n_extractors)
-        Known scores, NaN = missing.
-    k : int
-    weights : {"distance", "uniform"}
-
-    Returns
-    -------
-    ndarray of shape (n_query, n_extractors)
-    """
-    order = np.argsort(D, axis=0, kind="stable")  # (n_train, n_query)
-    known = ~np.isnan(Y)  # (n_train, m)
-    known_sorted = known[order]  # (n_train, n_query, m)
-    take = known_sorted & (np.cumsum(known_sorted, axis=0) <= k)
-    d_sorted = np.take_along_axis(D, order, axis=0)  # (n_train, n_query)
-    if weights == "distance":
-        # inverse distance; shifted when a distance is negative (asymmetric distance)
-        floor = np.minimum(d_sorted.min(axis=0, keepdims=True), 0.0)
-        w = 1.0 / (d_sorted - floor + 1e-9)
-    else:
-        w = np.ones_like(d_sorted)
-    W = w[:, :, None] * take  # (n_train, n_query, m)
-    vals = np.nan_to_num(Y)[order]  # (n_train, n_query, m)
-    return (W * vals).sum(axis=0) / W.sum(axis=0)
-
-
-def _row_standardise(S: np.ndarray) -> np.ndarray:
-    """Per row: NaN -> the row's minimum, then zero mean and unit standard deviation."""
-    S = np.asarray(S, dtype=np.float64)
-    finite = np.isfinite(S)
-    low = np.where(finite, S, np.inf).min(axis=1, keepdims=True)
-    S = np.where(finite, S, np.where(np.isfinite(low), low, 0.0))
-    sd = S.std(axis=1, keepdims=True)
-    return (S - S.mean(axis=1, keepdims=True)) / np.where(sd > _EPS, sd, 1.0)
-
-
-def novelty_gate(novelty: Any, *, center: float = NOVELTY_CENTER,
-                 steepness: float = NOVELTY_STEEPNESS) -> np.ndarray:
-    """Weight of the transferability ranking: ``1 / (1 + exp(-steepness (novelty - center)))``.
-
-    Parameters
-    ----------
-    novelty : array-like of shape (n_tasks,)
-    center, steepness : float
-
-    Returns
-    -------
-    ndarray of shape (n_tasks,)
-        In [0, 1].
-    """
-    return special.expit(float(steepness) * (np.asarray(novelty, dtype=np.float64)
-                                             - float(center)))
-
-
-def blend_with_transferability(prior: Any, transfer: Any, novelty: Any, *,
-                               center: float = NOVELTY_CENTER,
-                               steepness: float = NOVELTY_STEEPNESS
-                               ) -> tuple[np.ndarray, np.ndarray]:
-    """Mix a knowledge-based ranking with a transferability ranking by novelty.
-
-    Both score matrices are standardised per task (NaN counts as the task's lowest score),
-    then mixed with the weight ``g = 1 / (1 + exp(-steepness * (novelty - center)))`` on
-    the transferability side: a task like the known ones keeps the neighbours' ranking, a
-    task unlike any keeps the transferability ranking.
-
-    Parameters
-    ----------
-    prior : array-like of shape (n_tasks, n_extractors)
-        Scores predicted from the knowledge base (:meth:`ExtractorSelector.predict_scores`).
-    transfer : array-like of shape (n_tasks, n_extractors)
-        Transferability scores of the same extractors (higher = better). Rows that are all
-        NaN (not computed) keep the prior ranking.
-    novelty : array-like of shape (n_tasks,)
-        :meth:`ExtractorSelector.novelty`.
-    center, steepness : float
-        The logistic gate. The defaults were chosen on the shipped knowledge base (see
-        ``benchmarks/results/selection.md``, which also shows neighbouring values).
-
-    Returns
-    -------
-    scores : ndarray of shape (n_tasks, n_extractors)
-        Higher = better; standardised units, not accuracies.
-    gate : ndarray of shape (n_tasks,)
-        The weight of the transferability side per task.
-
-    Raises
-    ------
-    InvalidInputTypeError
-        Shapes that do not match.
-    """
-    P = np.atleast_2d(np.asarray(prior, dtype=np.float64))
-    T = np.atleast_2d(np.asarray(transfer, dtype=np.float64))
-    nov = np.atleast_1d(np.asarray(novelty, dtype=np.float64))
-    if P.shape != T.shape or nov.shape != (P.shape[0],):
-        raise InvalidInputTypeError(
-            f"prior and transfer must have the same shape (tasks x extractors) and novelty "
-            f"one value per task; got prior {P.shape}, transfer {T.shape}, novelty "
-            f"{nov.shape}."
-        )
-    gate = novelty_gate(nov, center=center, steepness=steepness)
-    gate = np.where(np.isfinite(T).any(axis=1), gate, 0.0)
-    mixed = (1.0 - gate)[:, None] * _row_standardise(P) + gate[:, None] * _row_standardise(T)
-    return mixed, gate
-
-
 # ----------------------------------------------------------------------------- estimator
-class ExtractorSelector(SelectorMixin, BaseEstimator):
+class ExtractorSelector(SelectorMixin, RegressorMixin, BaseEstimator):
     """Predict which pre-trained feature extractor will do best on a task.
 
     Parameters
@@ -644,8 +175,10 @@ default="hellinger"
     >>> Y = np.array([[.9, .5]] * 3 + [[.4, .8]] * 3)
     >>> E[3:, :2] += 3.0  # the last three tasks are alike
     >>> sel = ExtractorSelector(extractor_names=["a", "b"]).fit(E, Y)
-    >>> sel.predict(E[[0, 5]]).tolist()
+    >>> sel.select(E[[0, 5]]).tolist()
     ['a', 'b']
+    >>> sel.predict(E[[0, 5]]).shape  # scores, like y
+    (2, 2)
     """
 
     def __init__(self, strategy: str = "nearest", metric: str = "hellinger",
@@ -664,17 +197,17 @@ default="hellinger"
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
-        _check_choice(self.strategy, "strategy", STRATEGIES)
-        _check_choice(self.metric, "metric", _METRICS)
-        _check_choice(self.weights, "weights", ("distance", "uniform"))
-        _check_int(self.n_neighbors, "n_neighbors", 1)
-        _check_float(self.alpha, "alpha", positive=False)
-        _check_float(self.temperature, "temperature")
-        _check_float(self.reg, "reg", positive=False)
-        _check_choice(self.dtype, "dtype", ("float64", "float32"))
+        check_choice(self.strategy, "strategy", STRATEGIES)
+        check_choice(self.metric, "metric", _METRICS)
+        check_choice(self.weights, "weights", ("distance", "uniform"))
+        check_int(self.n_neighbors, "n_neighbors", 1)
+        check_float(self.alpha, "alpha", positive=False)
+        check_float(self.temperature, "temperature")
+        check_float(self.reg, "reg", positive=False)
+        check_choice(self.dtype, "dtype", ("float64", "float32"))
 
     def _validate_X(self, X: Any, reset: bool) -> np.ndarray:
-        X, meta = _split_embeddings(X)
+        X, meta = split_embeddings(X)
         if reset:
             arr = validate_data(self, X, reset=True, ensure_all_finite=False,
                                 ensure_min_samples=2,
@@ -690,7 +223,7 @@ default="hellinger"
                     "Task2VecEmbedder settings as the known tasks."
                 )
             arr = self._check_array(X)
-        _check_finite(arr, "the task embeddings")
+        check_finite(arr, "the task embeddings")
         return arr
 
     def _check_array(self, X: Any) -> np.ndarray:
@@ -743,7 +276,7 @@ default="hellinger"
         """
         self._check_params()
         if y is None:
-            _score_matrix(None, None, 0)
+            score_matrix(None, None, 0)
         n_rows = len(y) if hasattr(y, "__len__") else -1
         if n_rows < 2 and hasattr(y, "__len__"):
             raise KnowledgeBaseError(
@@ -751,7 +284,7 @@ default="hellinger"
                 f"{n_rows}. Add the scores of more tasks."
             )
         E = self._validate_X(X, reset=True)
-        Y, names = _score_matrix(y, self.extractor_names, E.shape[0])
+        Y, names = score_matrix(y, self.extractor_names, E.shape[0])
         has_score = ~np.isnan(Y).all(axis=1)
         if has_score.sum() < 2:
             raise KnowledgeBaseError(
@@ -872,7 +405,7 @@ default="hellinger"
         Q = self._validate_X(X, reset=False)
         if self.strategy == "nearest":
             D = self.index_.query(Q)
-            return _neighbour_average(D, self.scores_, int(self.n_neighbors), self.weights)
+            return neighbour_average(D, self.scores_, int(self.n_neighbors), self.weights)
         m = len(self.extractor_names_)
         D = (self._distances(Q, self.anchors_) - self.distance_shift_) / self.distance_scale_
         s, sj, b = self.coef_[0], self.coef_[1:m + 1], self.coef_[m + 1:]
@@ -894,9 +427,8 @@ default="hellinger"
             Distance to the nearest known task divided by :attr:`typical_distance_`
             (the symmetric distance stands in for the asymmetric one). About 1 or less:
             the task looks like known ones, and their scores are a good guide; several
-            times more: nothing known is like it (on the shipped knowledge base, tasks of a
-            source dataset held out entirely scored 2.9 to 6.8, relabellings of known
-            images 0.2 to 1.5).
+            times more: nothing known is like it (the ranges measured on the shipped
+            knowledge base are in ``benchmarks/results/selection.md``).
 
         Raises
         ------
@@ -985,11 +517,6 @@ default="hellinger"
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.target_tags.single_output = False
-        tags.target_tags.multi_output = True
-        tags.target_tags.two_d_labels = True
         tags.input_tags.allow_nan = False
         tags.input_tags.positive_only = self.metric in _NONNEGATIVE
-        tags.non_deterministic = False
         return tags

@@ -71,21 +71,25 @@ def test_pipeline_and_grid_search(digit_tasks):
     assert gs.best_params_["task2vecembedder__method"] in ("exact", "label_stat")
 
 
-def test_grid_search_over_embedder_settings_with_the_selector(digit_tasks):
-    """The README's recipe: tune the embedder by the selector's ranking quality."""
+def test_grid_search_over_embedder_settings_with_the_selector(digit_tasks, tmp_path):
+    """The README's recipe: tune the embedder by the selector's ranking quality, the
+    pipeline's ``memory`` embedding each (setting, fold) once."""
     import pandas as pd
 
     from t2v_automl.estimators import ExtractorSelector
 
     Y = pd.DataFrame({"a": [0.9, 0.85, 0.6, 0.55], "b": [0.6, 0.65, 0.9, 0.95]})
-    pipe = make_pipeline(Task2VecEmbedder(**FAST), ExtractorSelector(n_neighbors=1))
+    pipe = make_pipeline(Task2VecEmbedder(**FAST), ExtractorSelector(n_neighbors=1),
+                         memory=str(tmp_path))
     gs = GridSearchCV(pipe, {"task2vecembedder__method": ["exact", "domain"],
                              "extractorselector__metric": ["hellinger", "normalized_cosine"]},
                       cv=2)
     gs.fit(digit_tasks, Y)
     assert set(gs.best_params_) == {"task2vecembedder__method", "extractorselector__metric"}
     assert np.isfinite(gs.cv_results_["mean_test_score"]).all()
-    assert gs.predict(digit_tasks[:1])[0] in ("a", "b")
+    assert gs.predict(digit_tasks[:1]).shape == (1, 2)  # scores, like Y
+    best = gs.best_estimator_
+    assert best[-1].select(best[:-1].transform(digit_tasks[:1]))[0] in ("a", "b")
 
 
 def test_random_state_controls_montecarlo(digit_tasks):

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from t2v_automl.baselines import TransferabilitySelector
 from t2v_automl.estimators import (
     ExtractorSelector,
     HybridSelector,
     Task2VecEmbedder,
+    TransferabilitySelector,
     blend_with_transferability,
 )
 from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError
@@ -74,13 +74,19 @@ def test_hybrid_follows_the_gate(known, digits):
     new = [make_digit_task(digits, (4, 9), n_per_class=15, seed=9)]
     near = _hybrid(novelty_center=1e6).fit(tasks, Y)  # never novel
     assert near.extractor_names_ == NAMES
-    assert near.predict(new)[0] == near.selector_.predict(
+    assert near.select(new)[0] == near.selector_.select(
         near.embedder_.embed(new))[0]
-    assert near.gate_[0] < 1e-6 and not hasattr(near.transferability_, "times_")
+    ex = near.explain(new)
+    assert ex.gate[0] < 1e-6 and not ex.transfer_computed[0]
+    assert (ex.transfer_seconds == 0).all()
     far = _hybrid(novelty_center=-1e6).fit(tasks, Y)  # always novel
     direct = far.transferability_.predict_scores(new)
-    assert far.predict(new)[0] == NAMES[int(np.argmax(direct[0]))]
-    assert far.gate_[0] > 1 - 1e-6 and far.novelty_.shape == (1,)
+    assert far.select(new)[0] == NAMES[int(np.argmax(direct[0]))]
+    ex = far.explain(new)
+    assert ex.gate[0] > 1 - 1e-6 and ex.novelty.shape == (1,)
+    assert np.array_equal(ex.transfer_scores, direct) and (ex.transfer_seconds > 0).all()
+    assert np.array_equal(far.predict(new), ex.scores)
+    assert ex.embeddings[0] is not None and ex.embeddings[0].meta == far.embedding_meta_
     assert far.rank(new).shape == (1, 2)
     # scikit-learn conventions: clone keeps the parameters, a pickled fit predicts the same
     assert clone(far).get_params()["novelty_center"] == -1e6
@@ -104,14 +110,15 @@ def test_domain_screen_skips_the_fisher_for_unknown_images(known, digits, monkey
                              np.repeat([0, 1], 15), name="noise")
     hyb = _hybrid(domain_screen=1e9).fit(tasks, Y)  # screen on, never triggered
     assert hyb.screen_selector_ is not None and hyb.screen_embedder_.method == "domain"
-    hyb.predict_scores([new[0], noise])
+    ex = hyb.explain([new[0], noise])
     # images unlike the known ones are farther in the domain embedding than new digits
-    assert hyb.domain_novelty_[1] > hyb.domain_novelty_[0] >= 0
-    assert not hyb.screened_.any() and np.isfinite(hyb.novelty_).all()
+    assert ex.domain_novelty[1] > ex.domain_novelty[0] >= 0
+    assert not ex.screened.any() and np.isfinite(ex.novelty).all()
+    assert all(d is not None for d in ex.domain_embeddings)
     unscreened = _hybrid(domain_screen=None).fit(tasks, Y)
     assert unscreened.screen_selector_ is None
     assert np.array_equal(unscreened.predict_scores(new), hyb.predict_scores(new))
-    assert np.isnan(unscreened.domain_novelty_).all()
+    assert np.isnan(unscreened.explain(new).domain_novelty).all()
 
     # a screen that sends every task to the transferability score: no Fisher pass at all
     screened = _hybrid(domain_screen=0.0).fit(tasks, Y)
@@ -120,16 +127,43 @@ def test_domain_screen_skips_the_fisher_for_unknown_images(known, digits, monkey
         raise AssertionError("the Fisher embedding of a screened task was computed")
 
     monkeypatch.setattr(screened.embedder_, "embed", no_fisher)
-    scores = screened.predict_scores(new)
-    assert screened.screened_.all() and np.isnan(screened.novelty_).all()
-    assert screened.gate_[0] == 1.0
+    ex = screened.explain(new)
+    assert ex.screened.all() and np.isnan(ex.novelty).all() and ex.embeddings == [None]
+    assert ex.gate[0] == 1.0
     direct = screened.transferability_.predict_scores(new)
-    assert np.argmax(scores[0]) == np.argmax(direct[0])
+    assert np.argmax(ex.scores[0]) == np.argmax(direct[0])
+    # given domain embeddings only, the screen runs on them (no tasks needed for those)
+    again = screened.explain(None, domain_embeddings=ex.domain_embeddings)
+    assert again.screened.all() and not again.transfer_computed.any()
     # given embeddings, the screen does not run (the Fisher is already paid for)
     emb = hyb.embedder_.embed(new)
     monkeypatch.undo()
-    screened.predict_scores(new, embeddings=emb)
-    assert not screened.screened_.any() and np.isnan(screened.domain_novelty_).all()
+    ex = screened.explain(new, embeddings=emb)
+    assert not ex.screened.any() and np.isnan(ex.domain_novelty).all()
+    # given both, the screen runs on the domain embeddings and the rest uses the Fisher
+    dom = screened.screen_embedder_.embed(new)
+    both = screened.explain(new, embeddings=emb, domain_embeddings=dom)
+    assert both.screened.all() and both.domain_embeddings[0] is dom[0]
+
+
+def test_explain_writes_nothing_and_warns_without_images(known, digits):
+    tasks, Y = known
+    new = [make_digit_task(digits, (4, 9), n_per_class=15, seed=9)]
+    far = _hybrid(novelty_center=-1e6, domain_screen=None).fit(tasks, Y)
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(far).items()}
+    emb = far.embedder_.embed(new)
+    with pytest.warns(UserWarning, match="only their embeddings"):
+        ex = far.explain(None, embeddings=emb)
+    assert not ex.transfer_computed.any() and ex.gate[0] == 0.0
+    assert np.allclose(ex.scores, far.selector_.predict(emb))
+    far.explain(new)
+    assert vars(far).keys() == before.keys()
+    with pytest.warns(FutureWarning, match="explain"):
+        assert far.gate_.shape == (1,)  # deprecated: the last explanation
+    with pytest.raises(InvalidInputTypeError, match="explain needs"):
+        far.explain()
+    with pytest.raises(InvalidInputTypeError, match="one entry per task"):
+        far.explain(new, embeddings=emb + emb)
 
 
 def test_domain_screen_bad_value(known):
@@ -159,9 +193,10 @@ def test_default_screens_images_unlike_the_knowledge_base():
     assert hyb.screen_selector_ is not None  # the shipped base has its domain embeddings
     assert hyb.screen_embedder_.embedding_meta_.method == "domain"
     stripes = _stripes()
-    scores = hyb.predict_scores([stripes])
-    assert hyb.screened_[0] and hyb.domain_novelty_[0] >= hyb.domain_screen
-    assert np.isnan(hyb.novelty_[0]) and hyb.gate_[0] == 1.0
-    transfer = hyb.transfer_scores_[0]
+    ex = hyb.explain([stripes])
+    scores = ex.scores
+    assert ex.screened[0] and ex.domain_novelty[0] >= hyb.domain_screen
+    assert np.isnan(ex.novelty[0]) and ex.gate[0] == 1.0
+    transfer = ex.transfer_scores[0]
     assert np.isfinite(transfer).sum() >= 2
     assert np.argmax(scores[0]) == np.nanargmax(transfer)

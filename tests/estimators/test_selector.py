@@ -9,13 +9,12 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from t2v_automl import knowledge
 from t2v_automl.embedding import Embedding, EmbeddingMeta
-from t2v_automl.estimators import Task2VecEmbedder
-from t2v_automl.estimators._selector import (
+from t2v_automl.estimators import (
     ExtractorSelector,
+    Task2VecEmbedder,
     mean_regret,
     mean_weighted_tau,
     top1_regret,
@@ -32,31 +31,6 @@ from t2v_automl.exceptions import (
 from t2v_automl.knowledge import KnowledgeBase
 
 NAMES = ["a", "b", "c"]
-
-_PREDICT_IS_NAMES = ("predict returns extractor names (strings); the check compares its "
-                     "output numerically. The same property is tested on predict_scores in "
-                     "tests/estimators/test_selector.py")
-EXPECTED_FAILED = {
-    "check_estimators_pickle": _PREDICT_IS_NAMES,
-    "check_methods_sample_order_invariance": _PREDICT_IS_NAMES,
-    "check_methods_subset_invariance": _PREDICT_IS_NAMES,
-    "check_fit_idempotent": _PREDICT_IS_NAMES,
-}
-
-
-def _expected_failed(estimator):
-    return EXPECTED_FAILED
-
-
-@parametrize_with_checks(
-    [ExtractorSelector(), ExtractorSelector(strategy="model2vec"),
-     ExtractorSelector(strategy="nearest", metric="asymmetric", n_neighbors=1),
-     ExtractorSelector(metric="normalized_cosine"), ExtractorSelector(dtype="float32")],
-    expected_failed_checks=_expected_failed,
-)
-def test_sklearn_checks(estimator, check):
-    check(estimator)
-
 
 def clusters(n=40, d=12, seed=0, noise=0.02):
     """Two groups of tasks; extractor a wins on group 0, b on group 1, c is middling."""
@@ -79,7 +53,7 @@ def clusters(n=40, d=12, seed=0, noise=0.02):
 def test_recovers_the_best_extractor(params):
     E, Y, g = clusters()
     sel = ExtractorSelector(**params, extractor_names=NAMES).fit(E[:30], Y[:30])
-    pred = sel.predict(E[30:])
+    pred = sel.select(E[30:])
     assert pred.tolist() == [("a", "b")[k] for k in g[30:]]
     ranks = sel.rank(E[30:])
     assert ranks.shape == (10, 3) and set(ranks[0]) == set(NAMES)
@@ -89,7 +63,7 @@ def test_recovers_the_best_extractor(params):
     assert sel.score(E[30:], Y[30:]) > 0.5
     assert mean_regret(Y[30:], S) == 0.0
     assert sel.rank(E[30:], candidates=["c", "b"]).shape == (10, 2)
-    assert set(sel.predict(E[30:], candidates=["c"])) == {"c"}
+    assert set(sel.select(E[30:], candidates=["c"])) == {"c"}
 
 
 def test_dataframe_columns_and_score_on_subset():
@@ -121,7 +95,7 @@ def test_missing_scores_use_the_nearest_measured_tasks():
     m2v = ExtractorSelector(extractor_names=NAMES).fit(E[1:30], Y[1:30])
     assert np.isfinite(m2v.predict_scores(E)).all()
     # where "a" is missing, "c" was the best measured: both are fair picks, never "b"
-    assert m2v.predict(E[:1])[0] in ("a", "c")
+    assert m2v.select(E[:1])[0] in ("a", "c")
 
 
 def test_model2vec_is_deterministic_and_refit_safe():
@@ -147,7 +121,7 @@ def test_pickle_clone_and_grid_search():
     sel = ExtractorSelector(strategy="nearest", extractor_names=NAMES).fit(E, Y)
     loaded = pickle.loads(pickle.dumps(sel))
     assert np.array_equal(loaded.predict_scores(E), sel.predict_scores(E))
-    assert (loaded.predict(E) == sel.predict(E)).all()
+    assert (loaded.select(E) == sel.select(E)).all()
     c = clone(sel)
     assert c.get_params() == sel.get_params() and not hasattr(c, "extractor_names_")
     gs = GridSearchCV(ExtractorSelector(strategy="nearest"), {"n_neighbors": [1, 3]},
@@ -168,13 +142,13 @@ def test_embedding_objects_keep_and_check_their_meta():
     assert np.array_equal(sel.predict_scores(embs[30:]), sel.predict_scores(E[30:]))
     other = [Embedding(e, _meta(method="montecarlo")) for e in E[30:]]
     with pytest.raises(IncompatibleEmbeddingError, match="method: 'exact' vs 'montecarlo'"):
-        sel.predict(other)
+        sel.select(other)
     with pytest.raises(IncompatibleEmbeddingError, match="cannot mix"):
         ExtractorSelector().fit(embs[:2] + other[:1], Y[:3])
     with pytest.raises(InvalidInputTypeError, match="single Embedding"):
-        sel.predict(embs[0])
+        sel.select(embs[0])
     with pytest.raises(InvalidInputTypeError, match="mixes"):
-        sel.predict([embs[0], E[1]])
+        sel.select([embs[0], E[1]])
     plain = ExtractorSelector().fit(E, Y)
     assert plain.embedding_meta_ is None
 
@@ -184,14 +158,14 @@ def test_bad_inputs_give_clear_errors():
     sel = ExtractorSelector().fit(E, Y)
     with pytest.raises(IncompatibleEmbeddingError,
                        match="X has 5 features, but ExtractorSelector is expecting 12"):
-        sel.predict(E[:, :5])
+        sel.select(E[:, :5])
     bad = E.copy()
     bad[3, 4] = np.nan
     with pytest.raises(IncompatibleEmbeddingError, match="NaN or inf.*row 3, column 4"):
         ExtractorSelector().fit(bad, Y)
     bad[3, 4] = np.inf
     with pytest.raises(IncompatibleEmbeddingError, match="NaN or inf"):
-        sel.predict(bad)
+        sel.select(bad)
     Ymiss = Y.copy()
     Ymiss[:, 1] = np.nan
     with pytest.raises(KnowledgeBaseError, match=r"\['b'\] have no score"):
@@ -230,7 +204,7 @@ def test_bad_inputs_give_clear_errors():
         ExtractorSelector(metric="symmetric").fit(E - 1.0, Y)
     # every error is a T2VError and a ValueError/TypeError
     with pytest.raises(T2VError):
-        sel.predict(E[:, :5])
+        sel.select(E[:, :5])
 
 
 def test_metrics():
@@ -265,9 +239,9 @@ def test_from_knowledge_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     sel = ExtractorSelector.from_knowledge(kb, strategy="nearest")
     assert sel.extractor_names_ == NAMES and sel.embeddings_.shape == (39, 12)
     assert sel.embedding_meta_ == kb.meta
-    assert sel.predict([kb.embedding("t1")])[0] == "b"
+    assert sel.select([kb.embedding("t1")])[0] == "b"
     with pytest.raises(IncompatibleEmbeddingError, match="method"):
-        sel.predict([Embedding(E[0], _meta(method="domain"))])
+        sel.select([Embedding(E[0], _meta(method="domain"))])
     dom = ExtractorSelector.from_knowledge(kb, embedding="domain", metric="normalized_cosine")
     assert dom.embeddings_.shape == (38, 5) and dom.embedding_meta_.method == "domain"
     with pytest.raises(KeyError, match="no extra embedding set"):
@@ -281,7 +255,7 @@ def test_from_knowledge_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                         lambda: tmp_path / "knowledge_default.npz")
     default = ExtractorSelector.default()
     assert default.strategy == "nearest" and default.metric == "hellinger"
-    assert (default.predict(E[30:]) == np.array(["a", "b"], dtype=object)[g[30:]]).all()
+    assert (default.select(E[30:]) == np.array(["a", "b"], dtype=object)[g[30:]]).all()
     monkeypatch.setattr(knowledge, "_default_resource", lambda: tmp_path / "absent.npz")
     with pytest.raises(KnowledgeBaseError, match="not installed"):
         ExtractorSelector.default()
@@ -299,8 +273,11 @@ def test_pipeline_after_task2vec_embedder(digits):
         ExtractorSelector(),
     )
     pipe.fit(tasks[:6], Y.iloc[:6])
-    pred = pipe.predict(tasks[6:])
+    scores = pipe.predict(tasks[6:])  # the score matrix, like Y
+    assert scores.shape == (2, 3)
+    pred = pipe[-1].select(pipe[:-1].transform(tasks[6:]))
     assert pred.shape == (2,) and set(pred) <= set(NAMES)
+    assert (pred == np.asarray(NAMES)[scores.argmax(axis=1)]).all()
     assert pipe[-1].n_features_in_ == 40
     assert -1.0 <= pipe.score(tasks[6:], Y.iloc[6:]) <= 1.0
 
@@ -322,7 +299,7 @@ def test_float32_halves_memory_and_ranks_alike(strategy, metric):
     np.testing.assert_allclose(half.predict_scores(Q), ref.predict_scores(Q), rtol=1e-4,
                                atol=1e-5)
     np.testing.assert_allclose(half.novelty(Q), ref.novelty(Q), atol=1e-4)
-    assert (half.predict(Q) == ref.predict(Q)).all()
+    assert (half.select(Q) == ref.select(Q)).all()
 
 
 def test_bad_dtype():

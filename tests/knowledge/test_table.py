@@ -60,7 +60,7 @@ def filled_base() -> KnowledgeBase:
 
 def snapshot(kb: KnowledgeBase) -> dict[str, Any]:
     return {k: v.tobytes() if isinstance(v, np.ndarray) else v
-            for k, v in kb._to_arrays().items()}
+            for k, v in kb.to_arrays().items()}
 
 
 def assert_same(a: KnowledgeBase, b: KnowledgeBase) -> None:
@@ -334,7 +334,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path,
         fh.write(b"PK partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(knowledge.np, "savez", broken_savez)
+    monkeypatch.setattr(np, "savez", broken_savez)
     kb.add("more", vec(30), {"effnet": 0.5})
     with pytest.raises(OSError, match="disk full"):
         kb.save(tmp_path / "kb.npz")
@@ -388,7 +388,7 @@ def rewrite(path: Path, mutate: Any, *, fix_checksum: bool = True) -> None:
     doc = json.loads(arrays.pop("__meta__").tobytes())
     mutate(doc, arrays)
     if fix_checksum:
-        doc["sha256"] = knowledge._checksum(doc, arrays)
+        doc["sha256"] = knowledge.checksum(doc, arrays)
     arrays["__meta__"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -531,7 +531,7 @@ def test_default_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_default_resource_points_into_package() -> None:
-    res = knowledge._default_resource()
+    res = knowledge.default_resource()
     assert res.name == "knowledge_default.npz"
     assert "t2v_automl" in str(res) and "data" in str(res)
 

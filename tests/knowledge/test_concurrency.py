@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +21,7 @@ import optuna
 import pytest
 
 from t2v_automl.embedding import Embedding, EmbeddingMeta
+from t2v_automl.exceptions import KnowledgeBaseError
 from t2v_automl.integration.optuna import KnowledgeCallback
 from t2v_automl.knowledge import KnowledgeBase
 from tests.conftest import load_benchmark
@@ -144,7 +147,7 @@ def test_callback_on_a_file_from_optuna_threads_loses_nothing(tmp_path: Path) ->
 # ------------------------------------------------------------------ docs/scale.md, Recipe 2
 def _recipe(marker: str) -> str:
     """The fenced Python block of docs/scale.md that starts with ``# recipe: <marker>``."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scale.md").read_text()
     for block in text.split("```python\n")[1:]:
         code = block.split("```", 1)[0]
         if code.startswith(f"# recipe: {marker}"):
@@ -240,3 +243,39 @@ def test_a_child_forked_while_a_thread_writes_can_write(tmp_path: Path) -> None:
     child.join(timeout=60)
     assert child.exitcode == 0 and done.is_set()
     assert sorted(KnowledgeBase.load(path).task_names) == ["from-child", "from-thread"]
+
+
+def _die_mid_save(path: str, saving: object) -> None:
+    def stuck_savez(fh: object, **arrays: object) -> None:
+        fh.write(b"PK partial")  # type: ignore[attr-defined]
+        saving.set()  # type: ignore[attr-defined]
+        time.sleep(600)
+
+    np.savez = stuck_savez  # this child process only
+    with KnowledgeBase.locked_update(path, META) as kb:
+        kb.add("doomed", _vec(1), {"e": 0.5})
+
+
+def test_a_writer_killed_mid_save_leaves_the_lock_free(tmp_path: Path) -> None:
+    path = tmp_path / "kb.npz"
+    with KnowledgeBase.locked_update(path, META) as kb:
+        kb.add("kept", _vec(0), {"e": 0.5})
+    good = path.read_bytes()
+    ctx = multiprocessing.get_context("fork")
+    saving = ctx.Event()
+    child = ctx.Process(target=_die_mid_save, args=(str(path), saving))
+    child.start()
+    try:
+        assert saving.wait(60), "the child never reached its save"
+        with pytest.raises(KnowledgeBaseError, match="could not lock"):
+            with KnowledgeBase.locked_update(path, META, timeout=0.2):
+                pass
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    assert path.read_bytes() == good  # the half-written temporary file never replaced it
+    with KnowledgeBase.locked_update(path, META, timeout=10) as kb:
+        assert kb.task_names == ["kept"]
+        kb.add("after", _vec(2), {"e": 0.25})
+    assert KnowledgeBase.load(path).task_names == ["kept", "after"]

@@ -1,0 +1,561 @@
+"""Transferability: how well a candidate extractor's features suit a task, from the task alone.
+
+Functions of a candidate's features ``(n, d)`` (or source-head outputs) and the task's
+labels ``(n,)`` returning one float, higher = better, written from the papers' equations:
+
+- :func:`logme` — You et al., "LogME: Practical Assessment of Pre-trained Models for
+  Transfer Learning", ICML 2021;
+- :func:`leep` — Nguyen et al., "LEEP: A New Measure to Evaluate Transferability of
+  Learned Representations", ICML 2020;
+- :func:`nce` — Tran et al., "Transferability and Hardness of Supervised Classification
+  Tasks", ICCV 2019;
+- :func:`h_score` — Bao et al., "An Information-Theoretic Approach to Transferability in
+  Task Transfer Learning", ICIP 2019;
+- :func:`knn_accuracy` — leave-one-out k-nearest-neighbour accuracy.
+
+They are kept in one registry (:func:`register_transferability`,
+:func:`get_transferability`, :func:`list_transferability`): a user's own score registers
+next to them and :class:`~t2v_automl.estimators.TransferabilitySelector` takes it by name.
+
+The features come from :func:`task_features`, the one place where a task's images go
+through a candidate for a transferability score: a class-stratified, seeded subsample
+(:func:`subsample_task`), then the extractor's penultimate features (or source logits),
+cached on disk when given a joblib ``Memory``. The cache key is the extractor's name and
+weights digest, the task's content fingerprint, the input size, the subsample size and its
+seed, and the kind of output: anything that changes the features changes the key.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from t2v_automl._validation import check_int
+from t2v_automl.exceptions import (
+    InvalidInputTypeError,
+    InvalidParameterError,
+    InvalidTaskError,
+    UnknownNameError,
+)
+
+if TYPE_CHECKING:
+    from joblib import Memory
+
+    from t2v_automl.tasks import Task
+
+__all__ = [
+    "TRANSFERABILITY_SCORES",
+    "Transferability",
+    "get_transferability",
+    "h_score",
+    "knn_accuracy",
+    "leep",
+    "list_transferability",
+    "logme",
+    "nce",
+    "register_transferability",
+    "softmax",
+    "subsample_task",
+    "task_features",
+    "unregister_transferability",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_labels(labels: Any, n: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InvalidTaskError(
+            f"labels must be 1-D with one label per row of the features ({n}); got shape "
+            f"{y.shape}."
+        )
+    _, codes = np.unique(y, return_inverse=True)
+    if codes.max(initial=0) < 1:
+        raise InvalidTaskError(
+            "labels hold a single class; a transferability score needs at least two classes."
+        )
+    return codes.astype(np.int64)
+
+
+def _check_features(features: Any, what: str = "features") -> np.ndarray:
+    try:
+        F = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputTypeError(
+            f"{what} must be a numeric array of shape (n_images, n_features); got "
+            f"{type(features).__name__}."
+        ) from exc
+    if F.ndim != 2 or F.shape[0] < 2 or F.shape[1] < 1:
+        raise InvalidTaskError(
+            f"{what} must be 2-D (n_images >= 2, n_features >= 1); got shape {F.shape}."
+        )
+    if not np.isfinite(F).all():
+        raise InvalidTaskError(
+            f"{what} contain NaN or inf; the extractor failed on some images (check that "
+            f"they are float in [0, 1])."
+        )
+    return F
+
+
+def _check_probs(p: Any, what: str) -> np.ndarray:
+    P = _check_features(p, what)
+    if (P < 0).any() or not np.allclose(P.sum(axis=1), 1.0, atol=1e-4):
+        raise InvalidTaskError(
+            f"{what} must be probabilities: non-negative rows that sum to 1 (apply a softmax "
+            f"to logits first); row sums range {P.sum(axis=1).min():.3g}.."
+            f"{P.sum(axis=1).max():.3g}."
+        )
+    return P
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+
+
+# ----------------------------------------------------------------------------- scores
+# ----------------------------------------------------------------------------- scores
+def logme(features: Any, labels: Any, *, max_iter: int = 100, tol: float = 1e-4) -> float:
+    """LogME: the log marginal evidence of a Bayesian linear model on the features.
+
+    For each class ``c`` the one-hot target ``y`` is modelled as ``y = F w + e`` with prior
+    ``w ~ N(0, I / alpha)`` and noise ``e ~ N(0, I / beta)``. ``alpha`` and ``beta``
+    maximise the evidence by the fixed-point updates of MacKay (You et al. 2021, Alg. 1):
+    with ``F = U S V^T`` and ``sigma_i = S_i^2``,
+    ``gamma = sum_i beta sigma_i / (alpha + beta sigma_i)``, ``m = beta A^-1 F^T y``,
+    ``alpha = gamma / |m|^2``, ``beta = (n - gamma) / |y - F m|^2``. The score is the
+    evidence per image, averaged over classes:
+
+    ``L/n = (1/2n) [d log alpha + n log beta - beta |y - F m|^2 - alpha |m|^2
+    - log|A| - n log 2 pi]``, ``A = alpha I + beta F^T F``.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    max_iter : int, default=100
+        Fixed-point iterations at most.
+    tol : float, default=1e-4
+        Relative change of ``alpha / beta`` at which to stop.
+
+    Returns
+    -------
+    float
+        Higher = the features explain the labels better. All classes are solved at once
+        on one SVD.
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    n, d = F.shape
+    Y = np.eye(int(y.max()) + 1)[y]  # (n, C)
+    U, S, _ = np.linalg.svd(F, full_matrices=False)
+    sig = S ** 2  # (k,)
+    k = sig.shape[0]
+    Z = U.T @ Y  # (k, C): targets in the singular basis
+    y2 = (Y ** 2).sum(axis=0)  # (C,)
+    resid0 = np.maximum(y2 - (Z ** 2).sum(axis=0), 0.0)  # part of y outside span(F)
+    C = Y.shape[1]
+    alpha, beta = np.ones(C), np.ones(C)
+    for _ in range(int(max_iter)):
+        t = alpha / beta
+        g = sig[:, None] / (sig[:, None] + t[None, :])  # (k, C)
+        gamma = g.sum(axis=0)
+        # m in the basis V: m_i = S_i z_i / (sigma_i + alpha / beta)
+        m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
+        res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
+        alpha = np.maximum(gamma, 1e-12) / np.maximum(m2, 1e-300)
+        beta = np.maximum(n - gamma, 1e-12) / np.maximum(res2, 1e-300)
+        if np.all(np.abs(alpha / beta - t) <= tol * np.abs(t)):
+            break
+    t = alpha / beta
+    m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
+    res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
+    logdetA = np.log(alpha[None, :] + beta[None, :] * sig[:, None]).sum(axis=0) \
+        + (d - k) * np.log(alpha)
+    ev = (d * np.log(alpha) + n * np.log(beta) - beta * res2 - alpha * m2 - logdetA
+          - n * math.log(2 * math.pi)) / (2 * n)
+    return float(ev.mean())
+
+
+def leep(source_probs: Any, labels: Any) -> float:
+    """LEEP: log expected empirical prediction of the source head on the target labels.
+
+    With ``theta(x)`` the source model's class probabilities, the empirical joint
+    ``P(y, z) = (1/n) sum_{i: y_i = y} theta(x_i)_z``, ``P(y | z) = P(y, z) / P(z)``, and
+    ``LEEP = (1/n) sum_i log sum_z P(y_i | z) theta(x_i)_z`` (Nguyen et al. 2020, Eq. 2).
+
+    Parameters
+    ----------
+    source_probs : array-like of shape (n, n_source_classes)
+        Softmax of the source head's logits (rows sum to 1).
+    labels : array-like of shape (n,)
+
+    Returns
+    -------
+    float
+        At most 0; higher = more transferable.
+    """
+    P = _check_probs(source_probs, "source_probs")
+    y = _check_labels(labels, P.shape[0])
+    n = P.shape[0]
+    Yh = np.eye(int(y.max()) + 1)[y]  # (n, C)
+    joint = Yh.T @ P / n  # (C, Z)
+    cond = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-300)  # P(y | z)
+    eep = (P * cond[y]).sum(axis=1)
+    return float(np.mean(np.log(np.maximum(eep, 1e-300))))
+
+
+def nce(source_labels: Any, labels: Any) -> float:
+    """NCE: negative conditional entropy ``-H(Y | Z)`` of target labels given source labels.
+
+    ``Z`` are the source model's (hard) labels of the target images, e.g. the argmax of
+    its source head; ``-H(Y|Z) = sum_{y,z} P(y, z) log P(y | z)`` with empirical
+    probabilities (Tran et al. 2019, Eq. 3).
+
+    Parameters
+    ----------
+    source_labels : array-like of shape (n,)
+        Any hashable labels.
+    labels : array-like of shape (n,)
+
+    Returns
+    -------
+    float
+        At most 0; 0 when the source labels determine the target labels.
+    """
+    z = np.asarray(source_labels)
+    if z.ndim != 1:
+        raise InvalidTaskError(
+            f"source_labels must be 1-D (one hard label per image, e.g. the argmax of the "
+            f"source head); got shape {z.shape}."
+        )
+    y = _check_labels(labels, z.shape[0])
+    _, zc = np.unique(z, return_inverse=True)
+    n = y.shape[0]
+    joint = np.zeros((int(zc.max()) + 1, int(y.max()) + 1))
+    np.add.at(joint, (zc, y), 1.0 / n)
+    pz = joint.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(joint > 0, joint * np.log(joint / pz), 0.0)
+    return float(terms.sum())
+
+
+def h_score(features: Any, labels: Any, *, shrinkage: float | str = "auto") -> float:
+    """H-score: ``tr(cov(f)^-1 cov(E[f | y]))``, with a shrunk feature covariance.
+
+    Bao et al. 2019, Definition 2. The covariance of the features is shrunk towards a
+    multiple of the identity, ``(1 - a) cov + a (tr(cov) / d) I``, so that the inverse
+    exists for ``d >= n`` and the score does not follow noise in directions with tiny
+    variance.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    shrinkage : float in [0, 1] or "auto", default="auto"
+        ``a`` above; ``"auto"`` uses the Ledoit-Wolf estimate (at least 1e-3).
+
+    Returns
+    -------
+    float
+        Higher = features more discriminative of the labels (at most ``n_classes - 1``).
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    if isinstance(shrinkage, str):
+        if shrinkage != "auto":
+            raise UnknownNameError(f"shrinkage must be a number in [0, 1] or 'auto'; got "
+                                   f"{shrinkage!r}.")
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        a = max(float(ledoit_wolf_shrinkage(F)), 1e-3)
+    else:
+        if isinstance(shrinkage, bool) or not isinstance(shrinkage, numbers.Real) \
+                or not 0.0 <= float(shrinkage) <= 1.0:
+            raise InvalidParameterError(f"shrinkage must lie in [0, 1]; got {shrinkage!r}.")
+        a = float(shrinkage)
+    Fc = F - F.mean(axis=0)
+    n, d = Fc.shape
+    cov = Fc.T @ Fc / n
+    mu = float(np.trace(cov)) / d
+    if mu <= 0:
+        return 0.0
+    cov = (1.0 - a) * cov + a * mu * np.eye(d)
+    C = int(y.max()) + 1
+    counts = np.bincount(y, minlength=C).astype(np.float64)
+    means = np.zeros((C, d))
+    np.add.at(means, y, Fc)
+    means /= counts[:, None]
+    g = means[y]  # E[f | y] for each image
+    cov_g = g.T @ g / n
+    return float(np.trace(np.linalg.solve(cov, cov_g)))
+
+
+def knn_accuracy(features: Any, labels: Any, *, n_neighbors: int = 5) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy on standardised features.
+
+    Each image is classified by the majority label of its ``n_neighbors`` nearest other
+    images (Euclidean distance after standardising each feature; ties go to the label
+    whose neighbours are nearer).
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    n_neighbors : int, default=5
+
+    Returns
+    -------
+    float
+        Accuracy in [0, 1].
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    k = check_int(n_neighbors, "n_neighbors", 1)
+    n = F.shape[0]
+    k = min(k, n - 1)
+    std = F.std(axis=0)
+    Fs = (F - F.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    sq = (Fs ** 2).sum(axis=1)
+    D = sq[:, None] + sq[None, :] - 2.0 * Fs @ Fs.T
+    np.fill_diagonal(D, np.inf)
+    nn = np.argsort(D, axis=1, kind="stable")[:, :k]  # (n, k), nearest first
+    C = int(y.max()) + 1
+    votes = np.zeros((n, C))
+    # one vote per neighbour, plus a tie-breaking bonus that favours nearer neighbours
+    rank_bonus = 1e-3 * (k - np.arange(k)) / k
+    np.add.at(votes, (np.repeat(np.arange(n), k), y[nn].ravel()),
+              np.tile(1.0 + rank_bonus, n))
+    return float(np.mean(votes.argmax(axis=1) == y))
+
+
+
+
+# ----------------------------------------------------------------------------- registry
+#: What a transferability function takes as its first argument.
+INPUTS = ("features", "source_probs", "source_labels")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transferability:
+    """A registered transferability score.
+
+    Attributes
+    ----------
+    name : str
+    fn : callable
+        ``fn(x, labels) -> float``, higher = better.
+    needs : {"features", "source_probs", "source_labels"}
+        What ``x`` is: the penultimate features ``(n, d)``, the source head's class
+        probabilities ``(n, n_source_classes)`` or its hard labels ``(n,)``. Extractors
+        without a source head get NaN for the last two.
+    description : str
+    """
+
+    name: str
+    fn: Callable[..., float]
+    needs: str = "features"
+    description: str = ""
+
+    def __call__(self, x: Any, labels: Any) -> float:
+        """The score of ``x`` for ``labels``."""
+        return float(self.fn(x, labels))
+
+
+_REGISTRY: dict[str, Transferability] = {}
+
+
+def register_transferability(name: str, fn: Callable[..., float], *, needs: str = "features",
+                             description: str = "", overwrite: bool = False) -> None:
+    """Register a transferability score under ``name``.
+
+    Parameters
+    ----------
+    name : str
+    fn : callable
+        ``fn(x, labels) -> float`` (higher = better), ``x`` as ``needs`` says.
+    needs : {"features", "source_probs", "source_labels"}, default="features"
+    description : str, optional
+    overwrite : bool, default=False
+        Replace an existing entry of that name.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``name`` taken (without ``overwrite``), ``fn`` not callable, unknown ``needs``.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError(f"name must be a non-empty string; got {name!r}.")
+    if not callable(fn):
+        raise InvalidParameterError(
+            f"fn must be callable as fn(x, labels) -> float; got {type(fn).__name__}.")
+    if needs not in INPUTS:
+        raise InvalidParameterError(f"needs must be one of {INPUTS}; got {needs!r}.")
+    if name in _REGISTRY and not overwrite:
+        raise InvalidParameterError(
+            f"a transferability score named {name!r} is registered already; pass "
+            f"overwrite=True to replace it, or pick another name.")
+    _REGISTRY[name] = Transferability(name=name, fn=fn, needs=needs, description=description)
+
+
+def get_transferability(name: str) -> Transferability:
+    """The registered transferability score ``name``.
+
+    Raises
+    ------
+    UnknownNameError
+        No score of that name.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError(
+            f"unknown transferability score {name!r}; registered: "
+            f"{', '.join(map(repr, _REGISTRY))}. Register yours with "
+            f"register_transferability(name, fn)."
+        ) from None
+
+
+def unregister_transferability(name: str) -> None:
+    """Remove a registered score (a no-op for an unknown name)."""
+    _REGISTRY.pop(name, None)
+
+
+def list_transferability() -> list[str]:
+    """Names of the registered transferability scores, in registration order."""
+    return list(_REGISTRY)
+
+
+for _name, _fn, _needs, _doc in (
+        ("logme", logme, "features", "LogME evidence on the penultimate features"),
+        ("leep", leep, "source_probs",
+         "LEEP from the extractor's own source head (NaN without one)"),
+        ("nce", nce, "source_labels", "NCE of the source head's hard labels (NaN without one)"),
+        ("h_score", h_score, "features", "H-score on the penultimate features"),
+        ("knn_accuracy", knn_accuracy, "features",
+         "leave-one-out 5-NN accuracy on standardised features")):
+    register_transferability(_name, _fn, needs=_needs, description=_doc)
+
+#: The built-in scores and what they compute (kept for compatibility: the registry is
+#: :func:`list_transferability`).
+TRANSFERABILITY_SCORES: dict[str, str] = {n: t.description for n, t in _REGISTRY.items()}
+
+
+# ----------------------------------------------------------------------------- features
+def subsample_task(task: Task, max_images: int | None, random_state: int = 0) -> Task:
+    """At most ``max_images`` images of ``task``, class-stratified and seeded.
+
+    Parameters
+    ----------
+    task : Task
+    max_images : int or None
+        None, or a task no larger: the task itself.
+    random_state : int, default=0
+
+    Returns
+    -------
+    Task
+        Each class keeps ``round(share * its size)`` images (at least one), rows in their
+        original order.
+    """
+    if max_images is None or task.n_images <= max_images:
+        return task
+    rng = np.random.default_rng(random_state)
+    share = max_images / task.n_images
+    idx = []
+    for c in range(task.n_classes):
+        members = np.flatnonzero(task.labels == c)
+        take = max(1, int(round(share * len(members))))
+        idx.append(rng.choice(members, min(take, len(members)), replace=False))
+    return task.subset(np.sort(np.concatenate(idx)))
+
+
+def _compute_features(extractor: str, digest: str, fingerprint: str, kind: str,
+                      input_size: int | None, batch_size: int, device: str,
+                      task: Task) -> tuple[np.ndarray, float]:
+    """Features (``kind="features"``) or source logits of ``task``, and the seconds they took.
+
+    The cached function: ``digest`` and ``fingerprint`` only key the cache (``task``,
+    ``batch_size`` and ``device`` are left out of the hash).
+    """
+    from t2v_automl.extractors import get_extractor
+
+    t0 = time.perf_counter()
+    ext = get_extractor(extractor, device=device)
+    if kind == "source_logits":
+        out = ext.source_logits(task.images, batch_size=batch_size, input_size=input_size)
+    else:
+        out = ext.transform(task.images, batch_size=batch_size, input_size=input_size)
+    return out, time.perf_counter() - t0
+
+
+def _as_memory(memory: Any) -> Memory | None:
+    from joblib import Memory
+
+    if memory is None or isinstance(memory, Memory):
+        return memory
+    if isinstance(memory, str | os.PathLike):
+        return Memory(location=os.fspath(memory), verbose=0)
+    raise InvalidInputTypeError(
+        f"memory must be None, a path or a joblib.Memory; got {type(memory).__name__}.")
+
+
+def task_features(extractor: str, task: Task, *, kind: str = "features",
+                  input_size: int | None = None, batch_size: int = 128,
+                  device: str = "cpu", memory: Any = None, return_seconds: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, float]:
+    """A task's images through one candidate extractor (cached when ``memory`` is given).
+
+    Parameters
+    ----------
+    extractor : str
+        A registered extractor name.
+    task : Task
+        Already subsampled (:func:`subsample_task`) if it should be.
+    kind : {"features", "source_logits"}, default="features"
+        Penultimate features, or the extractor's source-head logits (check
+        ``get_extractor(name).has_source_head`` first).
+    input_size : int, optional
+        For resizable extractors (their native size when None).
+    batch_size : int, default=128
+    device : str, default="cpu"
+    memory : None, str, path or joblib.Memory
+        Disk cache keyed by extractor name and weights digest, the task's fingerprint, the
+        kind and the input size (the device and batch size do not change the features
+        beyond float rounding and are not part of the key).
+    return_seconds : bool, default=False
+        Also return the seconds the features took to compute (when they come from the
+        cache: the seconds of the run that computed them, i.e. their cost without a cache).
+
+    Returns
+    -------
+    features : ndarray of shape (n_images, d)
+    seconds : float
+        Only with ``return_seconds``.
+    """
+    if kind not in ("features", "source_logits"):
+        raise InvalidParameterError(
+            f"kind must be 'features' or 'source_logits'; got {kind!r}.")
+    mem = _as_memory(memory)
+    if mem is None:
+        out, seconds = _compute_features(extractor, "", "", kind, input_size, batch_size,
+                                         device, task)
+    else:
+        from t2v_automl.extractors import get_extractor
+
+        digest = get_extractor(extractor, device="cpu").weights_sha256
+        fn = mem.cache(_compute_features, ignore=["batch_size", "device", "task"])
+        out, seconds = fn(extractor, digest, task.fingerprint, kind, input_size, batch_size,
+                          device, task)
+    return (out, float(seconds)) if return_seconds else out
+

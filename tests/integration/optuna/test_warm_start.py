@@ -1,0 +1,148 @@
+"""Tests of warm_start: what it enqueues, and what it refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from sklearn.exceptions import NotFittedError
+
+from t2v_automl.exceptions import (
+    IncompatibleEmbeddingError,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    UnknownNameError,
+)
+from t2v_automl.integration.optuna import (
+    PROVENANCE_KEY,
+    warm_start,
+)
+from t2v_automl.knowledge import KnowledgeBase
+from tests.integration.optuna.helpers import (
+    META,
+    NAMES,
+    OTHER_META,
+    StubSelector,
+    cat_trial,
+    emb,
+    waiting_params,
+)
+
+
+def test_warm_start_enqueues_top_k_best_first_and_is_idempotent():
+    study = optuna.create_study(direction="maximize")
+    out = warm_start(study, emb(), StubSelector(), top_k=3, extra_params={"C": 1.0})
+    assert [p["extractor"] for p in out] == ["a", "c", "b"]
+    assert all(p["C"] == 1.0 for p in out)
+    assert waiting_params(study) == out
+    ranks = [t.user_attrs["t2v_warm_start_rank"] for t in study.trials]
+    assert ranks == [0, 1, 2]
+    assert study.trials[0].user_attrs["t2v_predicted_score"] == pytest.approx(0.9)
+    # Again (another worker starting): nothing new.
+    assert warm_start(study, emb(), StubSelector(), top_k=3) == []
+    assert len(study.trials) == 3
+
+
+def test_warm_start_skips_extractors_already_run_and_runs_them_first():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(cat_trial("a", 0.5))
+    study.add_trial(cat_trial("c", None, state=TrialState.FAIL))
+    out = warm_start(study, emb(), StubSelector(), top_k=3)
+    assert [p["extractor"] for p in out] == ["b"]  # top 3 = a, c, b; a and c were run
+
+    seen = []
+
+    def objective(trial):
+        seen.append(trial.suggest_categorical("extractor", NAMES))
+        return 0.5
+
+    study.optimize(objective, n_trials=1)
+    assert seen == ["b"]
+    assert warm_start(study, emb(), StubSelector(), top_k=4) == [{"extractor": "d"}]
+
+
+def test_warm_start_choices_from_the_study_unknown_ignored_with_warning():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(cat_trial("b", 0.5, choices=("b", "d", "zzz")))
+    with pytest.warns(UserWarning, match="zzz"):
+        out = warm_start(study, emb(), StubSelector(), top_k=3)
+    assert [p["extractor"] for p in out] == ["d"]  # b already run; zzz unknown
+    with pytest.raises(UnknownNameError, match="none of the choices"):
+        warm_start(study, emb(), StubSelector(), choices=["x", "y"])
+    with pytest.raises(InvalidInputTypeError):
+        warm_start(study, emb(), StubSelector(), choices="a")
+
+
+def test_warm_start_bad_search_spaces():
+    study = optuna.create_study()
+    study.add_trial(create_trial(params={"C": 1.0}, distributions={
+        "C": FloatDistribution(0.1, 10)}, value=0.3))
+    with pytest.raises(InvalidParameterError, match="no parameter 'extractor'"):
+        warm_start(study, emb(), StubSelector())
+    with pytest.raises(InvalidParameterError, match="categorical"):
+        warm_start(study, emb(), StubSelector(), param="C")
+    assert len(study.trials) == 1  # nothing enqueued
+
+
+def test_warm_start_bad_arguments():
+    study = optuna.create_study()
+    with pytest.raises(InvalidParameterError):
+        warm_start(study, emb(), StubSelector(), top_k=0)
+    with pytest.raises(InvalidParameterError, match="must not fix"):
+        warm_start(study, emb(), StubSelector(), extra_params={"extractor": "a"})
+    with pytest.raises(InvalidInputTypeError):
+        warm_start("study", emb(), StubSelector())
+    with pytest.raises(InvalidInputTypeError, match="embedder"):
+        warm_start(study, (np.zeros((4, 8, 8, 3)), np.array([0, 1, 0, 1])), StubSelector())
+    with pytest.raises(IncompatibleEmbeddingError, match="probe"):
+        warm_start(study, emb(meta=OTHER_META), StubSelector())
+    with pytest.raises(IncompatibleEmbeddingError, match="5 values"):
+        warm_start(study, np.ones(5), StubSelector())
+    unfitted = StubSelector()
+    del unfitted.extractor_names_
+    with pytest.raises(NotFittedError):
+        warm_start(study, emb(), unfitted)
+    assert study.trials == []
+
+
+def test_warm_start_plain_vector_and_knowledge_hyper_parameters(tmp_path):
+    kb = KnowledgeBase.empty(META)
+    best = {"a": {"score": 0.9, "params": {"C": 0.5, "gamma": 2.0}},
+            "c": {"score": 0.8, "params": {"C": 5000.0}}}
+    kb.add("near", [1.0, 2.0, 3.0, 4.1], {"a": 0.9, "c": 0.8},
+           provenance={PROVENANCE_KEY: {"best": best}})
+    kb.add("far", [4.0, 3.0, 2.0, 1.0], {"a": 0.7, "b": 0.6},
+           provenance={PROVENANCE_KEY: {"best": {"a": {"params": {"C": 9.0}},
+                                                 "b": {"params": {"C": 7.0}}}}})
+    path = tmp_path / "kb.npz"
+    kb.save(path)
+    study = optuna.create_study(direction="maximize")
+    # The study already knows C's range: C=5000 lies outside it and is dropped.
+    study.add_trial(cat_trial("d", 0.1, C=1.0))
+    out = warm_start(study, np.array([1.0, 2.0, 3.0, 4.0]), StubSelector(),
+                     extra_params={"gamma": 1.0}, knowledge=path)
+    assert out == [{"C": 0.5, "gamma": 1.0, "extractor": "a"},
+                   {"extractor": "c", "gamma": 1.0},
+                   {"C": 7.0, "gamma": 1.0, "extractor": "b"}]
+    with pytest.raises(IncompatibleEmbeddingError):
+        warm_start(optuna.create_study(), emb(meta=OTHER_META), StubSelector(meta=None),
+                   knowledge=kb)
+
+
+def test_warm_start_embeds_a_task_with_the_embedder(digit_tasks):
+    from t2v_automl.estimators import Task2VecEmbedder
+
+    embedder = Task2VecEmbedder(probe="tiny_random", image_size=16, max_images=40,
+                                head_epochs=3).fit()
+    meta = embedder.embedding_meta_
+    sel = StubSelector(names=["a", "b"], scores=(0.2, 0.7), meta=meta)
+    study = optuna.create_study(direction="maximize")
+    out = warm_start(study, digit_tasks[0], sel, top_k=1, embedder=embedder)
+    assert out == [{"extractor": "b"}]
+    other = StubSelector(names=["a", "b"], scores=(0.2, 0.7), meta=OTHER_META)
+    with pytest.raises(IncompatibleEmbeddingError, match="embedder"):
+        warm_start(study, digit_tasks[0], other, embedder=embedder)
+    with pytest.raises(NotFittedError):
+        warm_start(study, digit_tasks[0], sel, embedder=Task2VecEmbedder(probe="tiny_random"))
