@@ -45,7 +45,7 @@ from t2v_automl.exceptions import (
     InvalidParameterError,
     UnknownNameError,
 )
-from t2v_automl.tasks import IMAGE_EXTENSIONS, _read_image
+from t2v_automl.tasks import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "Pool",
@@ -348,7 +348,7 @@ def _decode_clipart(root: Path, by_category: dict[str, list[Path]], image_size: 
     skipped: list[str] = []
     jobs = [(c, f) for c in sorted(candidates) for f in candidates[c]]
     for cat, f in progress(jobs, verbose=verbose, desc="decoding clip art", total=len(jobs)):
-        arr = _read_image(f, image_size, Image)
+        arr = read_image(f, image_size, Image)
         rel = f.relative_to(root).as_posix()
         if isinstance(arr, str):
             logger.warning("skipping clip-art file %s: %s", f, arr)

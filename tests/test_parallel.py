@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from joblib import parallel_config
 
-from t2v_automl.cli import _write_image_folder
+from t2v_automl.cli.demo import write_image_folder
 from t2v_automl.estimators import Task2VecEmbedder
 from t2v_automl.estimators import _embedder as embedder_mod
 from t2v_automl.evaluation import evaluate_zoo
@@ -27,7 +27,7 @@ FAST = dict(probe="tiny_random", image_size=16, max_images=40, head_epochs=3)
 def tasks(digit_tasks, tmp_path_factory):
     """Three array tasks and one lazy image-folder task (shipped to workers as file names)."""
     root = tmp_path_factory.mktemp("folder_task")
-    _write_image_folder(digit_tasks[3], root)
+    write_image_folder(digit_tasks[3], root)
     folder = Task.from_folder(root, image_size=16)
     assert folder.is_lazy
     return [*digit_tasks[:3], folder]

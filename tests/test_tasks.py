@@ -217,14 +217,14 @@ def test_lazy_folder_decodes_only_what_is_used(tmp_path, monkeypatch):
 
     _write_random_folder(tmp_path, n_per_class=20)
     decoded = []
-    real = tasks_mod._read_image
+    real = tasks_mod.read_image
 
     def spy(f, size, Image, decode=True):
         if decode:
             decoded.append(f.name)
         return real(f, size, Image, decode)
 
-    monkeypatch.setattr(tasks_mod, "_read_image", spy)
+    monkeypatch.setattr(tasks_mod, "read_image", spy)
     t = Task.from_folder(tmp_path, image_size=16)
     assert decoded == []  # listing reads headers only
     emb = Task2VecEmbedder(probe="tiny_random", image_size=16, max_images=12, head_epochs=1,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from t2v_automl._weights import load_state_dict, package_file, strict_load
 from t2v_automl.extractors._spec import Built
 from t2v_automl.probes import (
     IMAGENET_MEAN,
@@ -23,12 +24,6 @@ from t2v_automl.probes import (
     file_sha256,
     get_probe,
 )
-
-# TODO(probes owner): probes.py has no public names for its weight-file helpers yet; these
-# three are the only private names this package takes from another module.
-from t2v_automl.probes import _load_state_dict as load_state_dict  # noqa: E402
-from t2v_automl.probes import _package_file as package_file  # noqa: E402
-from t2v_automl.probes import _strict_load as strict_load  # noqa: E402
 
 __all__ = [
     "build_ccexam",

@@ -1,0 +1,171 @@
+"""``t2v-automl select``: rank the extractors for a dataset.
+
+The ranking and everything said about it come from one
+:meth:`HybridSelector.explain <t2v_automl.estimators.HybridSelector.explain>` call per
+input: the domain screen, the Fisher embedding, the novelty, the gate and the
+transferability scores. This module only prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from t2v_automl.cli._base import (
+    DISTANCE_CHOICES,
+    EXIT_OK,
+    SELECTOR_DEFAULTS,
+    STRATEGY_CHOICES,
+    TRANSFERABILITY_CHOICES,
+    Command,
+    Console,
+    parse_names,
+)
+from t2v_automl.cli._shared import (
+    NEAREST_HEADERS,
+    Input,
+    check_candidates,
+    check_made_like,
+    check_probe,
+    describe_meta,
+    kb_label,
+    load_inputs,
+    load_kb,
+    make_hybrid,
+    nearest_rows,
+    ranking_rows,
+    show_ranking,
+)
+
+if TYPE_CHECKING:
+    from t2v_automl.estimators import HybridExplanation, HybridSelector
+    from t2v_automl.knowledge import KnowledgeBase
+
+
+class SelectCommand(Command):
+    """rank the extractors for a dataset"""
+
+    description = (
+        "Embed a dataset (image folder, task .npz, or an embeddings file from `embed`) like "
+        "the knowledge base's tasks, predict every extractor's score from the nearest known "
+        "tasks, and print the ranking and those tasks. When the dataset is unlike every "
+        "known task, LogME of each candidate's features of its images weighs in "
+        "(HybridSelector).")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        d = SELECTOR_DEFAULTS
+        parser.add_argument("path", metavar="PATH")
+        parser.add_argument("--knowledge", "-k", metavar="KB.npz",
+                            help="knowledge base file (default: the one shipped with "
+                                 "t2v-automl)")
+        parser.add_argument("--strategy", choices=STRATEGY_CHOICES,
+                            help="how scores are predicted (default: ExtractorSelector's, "
+                                 f"{d['strategy']!r})")
+        parser.add_argument("--metric", choices=DISTANCE_CHOICES,
+                            help="task distance (default: ExtractorSelector's, "
+                                 f"{d['metric']!r})")
+        parser.add_argument("--neighbors", type=int,
+                            help="known tasks averaged by the 'nearest' strategy (default "
+                                 f"{d['n_neighbors']})")
+        parser.add_argument("--transferability", default="logme",
+                            choices=[*TRANSFERABILITY_CHOICES, "none"],
+                            help="score of the candidates' features computed on the "
+                                 "dataset's images when it is unlike every known task "
+                                 "(default logme; 'none': the knowledge base alone)")
+        parser.add_argument("--candidates", metavar="A,B,...",
+                            help="rank only these extractors (comma-separated)")
+        parser.add_argument("--top", type=int, default=None, metavar="N",
+                            help="show the first N only")
+        parser.add_argument("--nearest", type=int, default=5, metavar="N",
+                            help="nearest known tasks shown (default 5)")
+        parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+
+    def run(self, args: argparse.Namespace, con: Console) -> int:
+        kb = load_kb(args.knowledge)
+        label = kb_label(args.knowledge)
+        check_probe(args, kb.meta, label)
+        candidates = parse_names(args.candidates) or None
+        check_candidates(candidates, kb.extractor_names)
+        items = load_inputs([args.path], kb.meta.input_size)
+        check_made_like([it.embedding for it in items if it.embedding is not None],
+                        kb.meta, label)
+        hybrid = make_hybrid(args, kb)
+        selector = hybrid.selector_
+        con.say(f"knowledge: {label} ({len(kb)} tasks x {len(kb.extractor_names)} "
+                f"extractors); selector: {selector.strategy}, {selector.metric} distance")
+        report = []
+        for it in items:
+            t0 = time.perf_counter()
+            if it.task is not None:
+                ex = hybrid.explain([it.task])
+            else:
+                assert it.embedding is not None
+                ex = hybrid.explain(None, embeddings=[it.embedding])
+            seconds = time.perf_counter() - t0
+            report.append(_show(args, con, kb, hybrid, it, ex, seconds, candidates))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+            con.say(f"\nwrote {args.json}")
+        return EXIT_OK
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: HybridSelector,
+          it: Input, ex: HybridExplanation, seconds: float,
+          candidates: list[str] | None) -> dict[str, Any]:
+    """Print what ``ex`` (one task) says; return the task's JSON report."""
+    from t2v_automl.knowledge import nearest_tasks
+
+    measure = args.transferability
+    screened = bool(ex.screened[0])
+    novelty, domain_novelty = _finite(ex.novelty[0]), _finite(ex.domain_novelty[0])
+    weight = float(ex.gate[0])
+    transfer = ex.transfer_scores[0] if ex.transfer_computed[0] else None
+    t_transfer = float(ex.transfer_seconds[0].sum())
+    t_rest = max(seconds - t_transfer, 0.0)
+    spent = f"; {measure} {t_transfer:.1f} s" if transfer is not None else ""
+    if screened:
+        near_emb = ex.domain_embeddings[0]
+        assert near_emb is not None
+        near_metric = str(hybrid.screen_selector_.metric)  # type: ignore[union-attr]
+        name = near_emb.task_name
+        con.say(f"task {name!r}: its images are unlike every known task's (domain novelty "
+                f"{domain_novelty:.2f} >= {hybrid.domain_screen:g}; domain pass "
+                f"{t_rest:.1f} s{spent}): no Fisher embedding, {measure} alone ranks")
+    else:
+        near_emb = ex.embeddings[0]
+        assert near_emb is not None and novelty is not None
+        near_metric = str(hybrid.selector_.metric)
+        name = near_emb.task_name
+        if it.task is not None:
+            con.say(f"task {name!r}: {near_emb.meta.n_images or '?'} images embedded in "
+                    f"{t_rest:.1f} s with {describe_meta(near_emb.meta)}")
+        else:
+            con.say(f"task {name!r}: embedding read from {it.path} "
+                    f"({describe_meta(near_emb.meta)})")
+        con.say(f"novelty {novelty:.2f} (distance to the nearest known task / the usual "
+                f"distance between known neighbours"
+                + (f"; domain novelty {domain_novelty:.2f}" if domain_novelty is not None
+                   else "")
+                + f"); weight of {measure} in the ranking: {weight:.2f}{spent}")
+    rows = ranking_rows(ex.extractor_names, ex.scores[0], kb, candidates, args.top, transfer)
+    con.out(f"\nRecommended extractor for {name}: {rows[0][1]}\n")
+    show_ranking(con, rows, measure)
+    near = nearest_tasks(kb, near_emb, near_metric, args.nearest)
+    kind = "domain embedding, " if screened else ""
+    con.out(f"\nNearest known tasks ({kind}{near_metric} distance):")
+    con.table(NEAREST_HEADERS, nearest_rows(near))
+    return {"task": name, "novelty": novelty,
+            **({"domain_novelty": domain_novelty} if domain_novelty is not None else {}),
+            "transferability_weight": weight,
+            "ranking": [{"extractor": r[1], "predicted": r[2], "mean_known": r[3],
+                         "tasks_best": r[4], **({measure: r[5]} if len(r) > 5 else {})}
+                        for r in rows],
+            "nearest": near}
