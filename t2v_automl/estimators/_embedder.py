@@ -17,7 +17,12 @@ from sklearn.utils.validation import check_is_fitted
 from t2v_automl._logging import logger
 from t2v_automl._parallel import check_allocator, run_jobs
 from t2v_automl.embedding import Embedding, EmbeddingMeta
-from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError, InvalidTaskError
+from t2v_automl.exceptions import (
+    IncompatibleEmbeddingError,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    InvalidTaskError,
+)
 from t2v_automl.fisher import AMP_MODES, METHODS, FisherConfig, compute_task2vec, fisher_layers
 from t2v_automl.probes import get_probe, resolve_device
 from t2v_automl.tasks import Task, as_task
@@ -258,6 +263,43 @@ default="exact"
         if len(X) == 0:
             raise InvalidTaskError("X holds no tasks; pass at least one task.")
         return [as_task(t, image_size=max(image_size, 32)) for t in X]
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the probe by name and weights digest, not its tensors.
+
+        A fitted embedder travels to joblib workers and to disk as a few hundred bytes; the
+        probe is loaded again where it is unpickled (once per process: :func:`get_probe`
+        caches it), so that machine needs the same weights installed.
+        """
+        state = super().__getstate__()
+        if "probe_" in state:
+            state = dict(state)
+            del state["probe_"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reload the probe by name and check that its weights are the pickled ones.
+
+        Raises
+        ------
+        IncompatibleEmbeddingError
+            The probe installed here has other weights than the one the embedder was
+            fitted with (its embeddings would not compare with the known ones).
+        """
+        super().__setstate__(state)
+        meta = state.get("embedding_meta_")
+        if meta is None or "probe_" in state:
+            return
+        probe = get_probe(self.probe, device=self.device_)
+        if probe.weights_sha256 != meta.weights_sha256:
+            raise IncompatibleEmbeddingError(
+                f"the pickled Task2VecEmbedder was fitted with probe {self.probe!r} whose "
+                f"weights have sha256 {meta.weights_sha256[:12]}…, but the probe installed "
+                f"here has {probe.weights_sha256[:12]}…; install the same weights, or fit a "
+                f"new embedder (and re-embed the known tasks)."
+            )
+        self.probe_ = probe
 
     # ------------------------------------------------------------------ API
     def fit(self, X: Any = None, y: Any = None) -> Task2VecEmbedder:

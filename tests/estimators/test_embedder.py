@@ -203,3 +203,17 @@ def test_bad_device_settings_are_clear(params, match):
 
     with pytest.raises(InvalidParameterError, match=match):
         Task2VecEmbedder(**{**FAST, **params}).fit()
+
+
+@pytest.mark.slow
+def test_pickle_carries_the_probe_by_name_not_its_tensors(digit_tasks):
+    import pickle
+
+    emb = Task2VecEmbedder(probe="mobilenet_v2", image_size=32, max_images=20,
+                           head_epochs=1).fit()
+    blob = pickle.dumps(emb)
+    assert len(blob) < 100_000  # the probe's 14 MB of weights are not in it
+    again = pickle.loads(blob)
+    assert again.probe_ is emb.probe_  # reloaded by name (cached per process)
+    assert again.embedding_meta_ == emb.embedding_meta_
+    assert np.array_equal(again.transform(digit_tasks[:1]), emb.transform(digit_tasks[:1]))
