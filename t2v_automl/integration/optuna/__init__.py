@@ -62,7 +62,11 @@ score matrix and, in the task's provenance under the key ``"optuna"``::
                               "trial": 12}}}
 
 ``params`` are the hyper-parameters of the best trial of that extractor (all parameters
-but the extractor one). :func:`warm_start` reads them back.
+but the extractor one). :func:`warm_start` reads them back and enqueues only those the
+objective can take: inside the study's distribution of the parameter once a trial has
+suggested it (or one given as ``distributions=``), else of a plain type (a finite number,
+a boolean, None, a short string); each other one is skipped with a :class:`UserWarning`
+naming it and its value.
 """
 
 from t2v_automl.integration.optuna._callback import PROVENANCE_KEY, KnowledgeCallback

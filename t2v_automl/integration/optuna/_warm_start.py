@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from t2v_automl import distances
@@ -24,10 +26,15 @@ from t2v_automl.integration.optuna._callback import PROVENANCE_KEY
 from t2v_automl.integration.optuna._checks import (
     check_param,
     check_study,
+    distribution_problem,
     known_choices,
+    latest_distributions,
+    plain_value_problem,
+    short_repr,
     study_distribution,
 )
 from t2v_automl.integration.optuna._predictions import selector_predictions
+from t2v_automl.integration.optuna._sampler import Task2VecSampler
 from t2v_automl.knowledge import KnowledgeBase
 
 __all__ = ["warm_start"]
@@ -52,8 +59,9 @@ def kb_metric(selector: Any) -> str:
 
 
 def kb_best_params(kb: KnowledgeBase, values: np.ndarray, meta: EmbeddingMeta | None,
-                    extractors: Sequence[str], metric: str) -> dict[str, dict[str, Any]]:
-    """Per extractor, the best known hyper-parameters of the nearest task that has some."""
+                    extractors: Sequence[str], metric: str
+                    ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Per extractor, the nearest task that has best hyper-parameters for it, and those."""
     if meta is not None and kb.meta.compat_key() != meta.compat_key():
         raise IncompatibleEmbeddingError(
             f"the knowledge base's embeddings were made differently from the task's "
@@ -75,29 +83,75 @@ def kb_best_params(kb: KnowledgeBase, values: np.ndarray, meta: EmbeddingMeta | 
     d = distances.pairwise_distances(E, values[None, :], metric=metric)[:, 0]
     order = np.argsort(d, kind="stable")
     prov = kb.provenance
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     for ext in extractors:
         for i in order:
             best = prov[i].get(PROVENANCE_KEY, {})
             entry = best.get("best", {}).get(ext) if isinstance(best, dict) else None
             if isinstance(entry, dict) and isinstance(entry.get("params"), dict):
-                out[ext] = dict(entry["params"])
+                out[ext] = (kb.task_names[i], dict(entry["params"]))
                 logger.debug("warm_start: hyper-parameters of %r from task %r (distance %.4g)",
                              ext, kb.task_names[i], d[i])
                 break
     return out
 
 
-def fits(study: optuna.Study, name: str, value: Any) -> bool:
-    """False when the study knows a distribution for ``name`` that does not contain value."""
-    for t in reversed(study.get_trials(deepcopy=False)):
-        if name in t.distributions:
-            dist = t.distributions[name]
-            try:
-                return bool(dist._contains(dist.to_internal_repr(value)))
-            except (TypeError, ValueError):
-                return False
-    return True
+def check_distributions(distributions: Any) -> dict[str, BaseDistribution]:
+    """``distributions=`` of :func:`warm_start` as a dict name -> Optuna distribution."""
+    if distributions is None:
+        return {}
+    if not isinstance(distributions, Mapping) or not all(
+            isinstance(k, str) and isinstance(d, BaseDistribution)
+            for k, d in distributions.items()):
+        raise InvalidInputTypeError(
+            f"distributions must map parameter names to Optuna distributions (e.g. "
+            f"{{'C': optuna.distributions.FloatDistribution(1e-3, 1e3, log=True)}}); got "
+            f"{distributions!r}."
+        )
+    return dict(distributions)
+
+
+def checked_extra(extra: dict[str, Any], known: Mapping[str, BaseDistribution]
+                  ) -> dict[str, Any]:
+    """``extra_params`` unchanged; raise when a value is outside its known distribution.
+
+    Without a known distribution, a value must be a finite number, a boolean, None or a
+    short string.
+    """
+    for name, value in extra.items():
+        problem = (distribution_problem(known[name], value) if name in known
+                   else plain_value_problem(value))
+        if problem is not None:
+            raise InvalidParameterError(
+                f"extra_params[{name!r}] = {short_repr(value)} is {problem}; the objective "
+                f"would refuse it or run it unchecked. Pass a value inside the parameter's "
+                f"distribution."
+            )
+    return extra
+
+
+def checked_knowledge(params: Mapping[str, Any], known: Mapping[str, BaseDistribution],
+                      extractor: str, task: str, skip: set[str]) -> dict[str, Any]:
+    """The hyper-parameters from the knowledge base the objective can take; warn the rest.
+
+    A parameter with a known distribution (the study's, else ``distributions=``) must lie
+    in it; any other must be a finite number, a boolean, None or a short string.
+    """
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in skip:
+            continue
+        problem = (distribution_problem(known[name], value) if name in known
+                   else plain_value_problem(value))
+        if problem is None:
+            out[name] = value
+            continue
+        msg = (f"warm_start: hyper-parameter {name!r} = {short_repr(value)} of extractor "
+               f"{extractor!r} (from knowledge-base task {task!r}) is {problem}; it is not "
+               f"enqueued (the trial samples it instead).")
+        logger.warning(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    return out
 
 
 def warm_start(
@@ -112,6 +166,7 @@ def warm_start(
     *,
     choices: Sequence[Any] | None = None,
     task: Any = None,
+    distributions: Mapping[str, BaseDistribution] | None = None,
 ) -> list[dict[str, Any]]:
     """Enqueue the extractors the selector ranks best as the study's next trials.
 
@@ -135,18 +190,26 @@ def warm_start(
     extra_params : mapping, optional
         Other parameters to fix in every enqueued trial (e.g. ``{"C": 1.0}``). They
         override hyper-parameters taken from ``knowledge``; they may not name ``param``.
+        They are checked as those are (see ``knowledge``), but a value that fails raises
+        :class:`~t2v_automl.exceptions.InvalidParameterError` before anything is enqueued.
     embedder : Task2VecEmbedder, optional
         A fitted embedder, needed when ``task_or_embedding`` is a task.
     knowledge : KnowledgeBase or path, optional
         A knowledge base written by :class:`KnowledgeCallback`. For each enqueued
         extractor, the best hyper-parameters recorded for it on the nearest known task
         that has them (distance: the selector's ``metric``, else the symmetric Task2Vec
-        distance; cosine for embeddings with negative values) are fixed too, except those
-        the study already knows to lie outside their distribution.
+        distance; cosine for embeddings with negative values) are fixed too. Each is
+        checked first and skipped with a :class:`UserWarning` naming it and its value
+        (the trial then samples it): against its distribution where one is known (the
+        study's, else ``distributions``), where its type must be the one the objective's
+        ``suggest_*`` returns and its value must lie inside; otherwise it must be a finite
+        number, a boolean, None or a string of at most 200 characters.
     choices : sequence, optional
         The choices of the extractor parameter. Default: those of the study's
         distribution for ``param`` when a trial has it, else every extractor the selector
-        knows.
+        knows (and a log warning says so: on a fresh study, pass the choices your
+        objective gives ``trial.suggest_categorical(param, ...)``, since an enqueued
+        extractor that is not among them makes its trial fail).
     task : task, optional
         The task's images when ``task_or_embedding`` is its embedding already (a
         :class:`~t2v_automl.tasks.Task`, an ``(images, labels)`` pair...): a selector with
@@ -154,7 +217,11 @@ def warm_start(
         transferability score for a novel task without re-embedding it. Without it, such
         a selector ranks a novel task by its knowledge base alone (and warns). Other
         selectors do not use it.
-
+    distributions : mapping of str to optuna distribution, optional
+        The objective's distributions of other parameters (e.g. ``{"C":
+        FloatDistribution(1e-3, 1e3, log=True)}``), to check ``extra_params`` and the
+        knowledge base's hyper-parameters against on a study that has not suggested them
+        yet. The study's own distribution of a parameter, once a trial has it, wins.
     Returns
     -------
     list of dict
@@ -172,8 +239,12 @@ def warm_start(
     UnknownNameError
         No choice of ``param`` is known to the selector.
     InvalidParameterError
-        ``top_k`` < 1, ``extra_params`` naming ``param``, or a study whose trials never
-        suggest ``param`` or suggest it as a non-categorical parameter.
+        ``top_k`` < 1; ``extra_params`` naming ``param`` or holding a value outside its
+        known distribution (or, without one, not a finite number, boolean, None or short
+        string); a study whose trials never suggest ``param`` (the message names a
+        categorical parameter whose choices are the selector's extractors: "did you mean
+        param='backbone'?") or suggest it as a non-categorical parameter; a study whose
+        sampler is a :class:`Task2VecSampler` of another ``param``.
     NotFittedError
         An unfitted selector or embedder.
 
@@ -193,6 +264,13 @@ def warm_start(
     the study ``TPESampler(n_startup_trials=top_k)`` (on ``benchmarks/warm_start.py``,
     47 held-out tasks, the median gap to the best accuracy after 10 trials halves, 0.40
     to 0.20 points) or a :class:`Task2VecSampler`.
+
+    On a fresh study (no trial has suggested anything yet), ``warm_start`` cannot see the
+    objective's parameter names: an objective that names its extractor parameter other
+    than ``param`` ignores the enqueued extractor. The next ``warm_start`` call (or
+    :class:`KnowledgeCallback`) then reports it; without ``choices`` a log warning says
+    so at once. It is a log record, not a :class:`UserWarning`, because this is the
+    documented way to start a study and would warn on every correct use.
     """
     check_study(study)
     param = check_param(param)
@@ -219,7 +297,23 @@ def warm_start(
             f"knowledge must be a KnowledgeBase, a path to one, or None; got "
             f"{type(knowledge).__name__}."
         )
-    dist = study_distribution(study, param)
+    known_dists = {**check_distributions(distributions), **latest_distributions(study)}
+    extra = checked_extra(extra, known_dists)
+    sampler_param = getattr(study.sampler, "_param", param) \
+        if isinstance(study.sampler, Task2VecSampler) else param
+    if sampler_param != param:
+        raise InvalidParameterError(
+            f"the study's Task2VecSampler draws parameter {sampler_param!r} but warm_start "
+            f"was given param={param!r}; pass the name the objective gives "
+            f"trial.suggest_categorical to both."
+        )
+    dist = study_distribution(study, param, getattr(selector, "extractor_names_", None))
+    if dist is None and choices is None:
+        logger.warning(
+            "warm_start: the study has no trial yet, so the choices of %r are the "
+            "selector's extractors; %r must be the name the objective gives "
+            "trial.suggest_categorical, and choices=[...] its choices (an enqueued "
+            "extractor outside them makes its trial fail).", param, param)
     pred = selector_predictions(selector, task_or_embedding, embedder, "task_or_embedding",
                                 task=task)
     names, predicted = pred.names, pred.scores
@@ -240,8 +334,8 @@ def warm_start(
                  if kb is not None and todo else {})
     enqueued: list[dict[str, Any]] = []
     for c in todo:
-        hp = {k: v for k, v in kb_params.get(c, {}).items()
-              if k != param and fits(study, k, v)}
+        source, kb_hp = kb_params.get(c, ("", {}))
+        hp = checked_knowledge(kb_hp, known_dists, c, source, {param, *extra})
         params = {**hp, **extra, param: c}
         study.enqueue_trial(params, user_attrs={
             "t2v_warm_start_rank": ranked.index(c),
