@@ -45,7 +45,7 @@ from t2v_automl.exceptions import (
     InvalidParameterError,
     UnknownNameError,
 )
-from t2v_automl.tasks import IMAGE_EXTENSIONS, read_image
+from t2v_automl.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, read_image
 
 __all__ = [
     "Pool",
@@ -73,7 +73,8 @@ ANIMAL_MNIST_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraff
                         "sheep", "zebra")
 _DIGIT_CLASSES = tuple(str(d) for d in range(10))
 _CACHE_ENV = "T2V_AUTOML_CACHE"
-_CLIPART_CACHE_VERSION = 1
+#: 2: 16-bit grey and float PNGs scaled by their depth, colour-key transparency composited.
+_CLIPART_CACHE_VERSION = 2
 
 
 @dataclass(eq=False)
@@ -294,8 +295,6 @@ def _scan_clipart(root: Path) -> dict[str, list[Path]]:
 
 def _clipart_cache_key(root: Path, by_category: dict[str, list[Path]], image_size: int,
                        min_per_category: int) -> str:
-    from t2v_automl.tasks import MAX_IMAGE_PIXELS
-
     h = hashlib.sha256()
     h.update(json.dumps([_CLIPART_CACHE_VERSION, str(root.resolve()), image_size,
                          min_per_category, MAX_IMAGE_PIXELS]).encode())
@@ -487,8 +486,10 @@ def load_pool(name: str, **options: Any) -> Pool:
 
     Notes
     -----
-    Clip-art files that cannot be decoded, or whose pixel count exceeds
-    :data:`t2v_automl.tasks.MAX_IMAGE_PIXELS` (decompression bombs), are skipped with a
+    Clip-art files are decoded by the rule of :mod:`t2v_automl.images` (16-bit images
+    scaled by their bit depth, alpha and colour-key transparency composited onto white);
+    files that cannot be decoded, or whose pixel count exceeds
+    :data:`t2v_automl.images.MAX_IMAGE_PIXELS` (decompression bombs), are skipped with a
     logged warning.
     """
     if name not in _LOADERS:

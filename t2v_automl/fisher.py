@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,12 +62,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from t2v_automl._logging import logger, progress
-from t2v_automl.exceptions import InvalidParameterError, InvalidTaskError
+from t2v_automl.exceptions import InvalidParameterError, InvalidTaskError, SlowEmbeddingWarning
+from t2v_automl.images import check_image_size
 from t2v_automl.probes import Probe, resolve_device
 from t2v_automl.tasks import LazyImages
 
 __all__ = ["FisherConfig", "FisherResult", "compute_task2vec", "balanced_subsample",
-           "METHODS", "fisher_layers"]
+           "METHODS", "fisher_layers", "EXACT_WARN_CLASSES", "warn_slow_exact"]
 
 #: Fisher estimators. ``montecarlo``: labels drawn from the head's softmax (the paper's
 #: default); ``empirical``: the true labels; ``exact``: the expectation over all labels
@@ -77,6 +79,9 @@ METHODS = ("montecarlo", "empirical", "exact", "domain", "label_stat")
 
 #: Values of ``FisherConfig.amp``: off, on (bf16 where supported, else fp16), or a dtype.
 AMP_MODES = (False, True, "bf16", "fp16")
+
+#: Above this many classes ``method="exact"`` (``C - 1`` backward passes a batch) warns.
+EXACT_WARN_CLASSES = 50
 
 
 @dataclass(frozen=True)
@@ -350,6 +355,48 @@ def _label_stat(feats: torch.Tensor, labels: torch.Tensor, n_classes: int) -> to
     return between / (total + 1e-12)
 
 
+def warn_slow_exact(n_classes: int, n_images: int, batch_size: int, *,
+                    task_name: str | None = None, stacklevel: int = 2) -> bool:
+    """Warn (and log) when the exact Fisher of a task takes many backward passes.
+
+    ``method="exact"`` takes ``C - 1`` backward passes a batch for ``C`` classes: above
+    :data:`EXACT_WARN_CLASSES` classes that dominates the embedding's cost (200 classes x
+    2 images: about 140 s on a laptop CPU against a few seconds for ``"montecarlo"``).
+
+    Parameters
+    ----------
+    n_classes : int
+        Classes of the task.
+    n_images : int
+        Images the Fisher pass will use (after ``max_images``).
+    batch_size : int
+        The Fisher pass's batch size.
+    task_name : str, optional
+        Named in the message.
+    stacklevel : int, default=2
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    bool
+        Whether it warned (a :class:`~t2v_automl.exceptions.SlowEmbeddingWarning` and a
+        log warning).
+    """
+    if n_classes <= EXACT_WARN_CLASSES:
+        return False
+    passes = n_classes - 1
+    total = passes * -(-int(n_images) // max(1, int(batch_size)))
+    msg = (f"method='exact' on {'task ' + repr(task_name) if task_name else 'a task'} of "
+           f"{n_classes} classes takes {passes} backward passes a batch ({total:,} for its "
+           f"{n_images:,} images), about {passes}x the Fisher pass of method='montecarlo' "
+           f"with label_samples=1. Above {EXACT_WARN_CLASSES} classes use "
+           "method='montecarlo' (label_samples=k: k passes a batch, noisier), or raise "
+           "skip_layers.")
+    logger.warning("%s", msg)
+    warnings.warn(msg, SlowEmbeddingWarning, stacklevel=stacklevel + 1)
+    return True
+
+
 def _check_config(probe: Probe, cfg: FisherConfig) -> None:
     if cfg.method not in METHODS:
         raise InvalidTaskError(f"unknown method {cfg.method!r}; expected one of {METHODS}.")
@@ -358,6 +405,7 @@ def _check_config(probe: Probe, cfg: FisherConfig) -> None:
             f"image_size={cfg.image_size} is too small for probe {probe.name!r}: it needs at "
             f"least {probe.min_input_size} px. Raise image_size."
         )
+    check_image_size(cfg.image_size, cfg.max_images, of=f"a task at max_images={cfg.max_images}")
     if not 0 <= cfg.skip_layers < probe.n_stages:
         raise InvalidTaskError(
             f"skip_layers={cfg.skip_layers} is out of range for probe {probe.name!r}, which "
@@ -402,8 +450,8 @@ def _input_batch(probe: Probe, images: np.ndarray | LazyImages, rows: np.ndarray
 
 def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.ndarray,
                      n_classes: int, cfg: FisherConfig, *,
-                     device: str | torch.device | None = None, verbose: int = 0
-                     ) -> FisherResult:
+                     device: str | torch.device | None = None, verbose: int = 0,
+                     warn_slow: bool = True) -> FisherResult:
     """Embed one task with a probe.
 
     Parameters
@@ -421,6 +469,11 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
         :class:`~t2v_automl.exceptions.DeviceFallbackWarning`.
     verbose : int
         Progress bars when > 0.
+    warn_slow : bool, default=True
+        Warn (:class:`~t2v_automl.exceptions.SlowEmbeddingWarning` and the log) when
+        ``method="exact"`` meets more than :data:`EXACT_WARN_CLASSES` classes
+        (:func:`warn_slow_exact`); ``Task2VecEmbedder`` warns in the calling process
+        instead, so that workers stay quiet.
 
     Returns
     -------
@@ -431,7 +484,9 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
     InvalidTaskError
         Bad method, image size, layer set or label samples, or a subsample of one class.
     InvalidParameterError
-        Bad ``amp`` or ``activation_cache_mb``, or a device other than the probe's.
+        Bad ``amp`` or ``activation_cache_mb``, an ``image_size`` above
+        :data:`~t2v_automl.images.MAX_IMAGE_SIZE` (1024) px, or a device other than the
+        probe's.
     """
     _check_config(probe, cfg)
     dev = _task_device(probe, device)
@@ -445,6 +500,8 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
     gen = torch.Generator().manual_seed(int(cfg.seed))
     y = torch.as_tensor(y_np, dtype=torch.long, device=dev)
     n = int(idx.shape[0])
+    if warn_slow and cfg.method == "exact":
+        warn_slow_exact(n_classes, n, cfg.batch_size, stacklevel=2)
     batches = list(_batches(n, cfg.batch_size))
     fisher_pass = cfg.method not in ("domain", "label_stat")
 

@@ -10,97 +10,63 @@ A task read from an image folder is *lazy*: its ``images`` is a :class:`LazyImag
 lists the files up front and decodes only the images that are indexed, so a folder larger
 than memory can be embedded batch by batch (only the class-balanced subsample is ever
 decoded).
+
+Image files are decoded by :func:`t2v_automl.images.read_image` (16-bit, 32-bit integer
+and float images are scaled to [0, 1] by a documented rule, colour-key transparency is
+composited onto white); images are resized to at most
+:data:`~t2v_automl.images.MAX_IMAGE_SIZE` (1024) px.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from t2v_automl._logging import logger
 from t2v_automl.exceptions import ImageFolderError, InvalidInputTypeError, InvalidTaskError
+from t2v_automl.images import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIZE,
+    as_numpy,
+    bad_image_policy,
+    check_image_size,
+    read_folder,
+    read_image,
+    to_nchw,
+    warn_rescaled,
+)
 
 __all__ = ["Task", "LazyImages", "LazyDatasetImages", "as_task", "IMAGE_EXTENSIONS",
-           "MAX_IMAGE_PIXELS", "read_image"]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                    ".pgm")
-#: Images with more pixels than this are skipped with a warning (decompression bombs).
-MAX_IMAGE_PIXELS = 64_000_000
-
-
-def _to_nchw(images: np.ndarray, layout: str = "auto") -> np.ndarray:
-    """Return ``images`` as float32 ``(n, 3, H, W)`` in ``[0, 1]``, validating as it goes.
-
-    ``layout`` is ``"auto"``, ``"nchw"`` or ``"nhwc"``. In ``"auto"`` mode a 4-D array is
-    channels-last when its last axis has 1, 3 or 4 entries and axis 1 does not; when both
-    could be the channel axis, the shorter one is (ties: channels-first).
-    """
-    if layout not in ("auto", "nchw", "nhwc"):
-        raise InvalidTaskError(f"layout must be 'auto', 'nchw' or 'nhwc'; got {layout!r}.")
-    arr = np.asarray(images)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InvalidTaskError(
-            f"images must be a numeric array; got dtype {arr.dtype}. Pass a uint8 array "
-            "(0..255) or a float array with values in [0, 1]."
-        )
-    if arr.ndim not in (3, 4):
-        raise InvalidTaskError(
-            f"images must have 3 dimensions (n, H, W) or 4 ((n, H, W, C) or (n, C, H, W)); "
-            f"got an array of shape {arr.shape} ({arr.ndim} dimensions)."
-        )
-    if arr.shape[0] == 0:
-        raise InvalidTaskError("the task is empty: 0 images. A task needs images of >= 2 classes.")
-    last_ok, first_ok = arr.shape[-1] in (1, 3, 4), arr.shape[1] in (1, 3, 4)
-    if arr.ndim == 3:
-        arr = arr[:, None, :, :]
-    elif layout == "nhwc" or (layout == "auto" and last_ok and (
-            not first_ok or arr.shape[-1] < arr.shape[1])):
-        arr = np.moveaxis(arr, -1, 1)
-    elif not first_ok:
-        raise InvalidTaskError(
-            f"cannot tell the channel axis of images of shape {arr.shape}: expected 1, 3 or 4 "
-            "channels on axis 1 (n, C, H, W) or on the last axis (n, H, W, C)."
-        )
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
-    else:
-        out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
-            bad = int((~np.isfinite(out)).any(axis=(1, 2, 3)).sum())
-            raise InvalidTaskError(
-                f"images contain NaN or infinite pixels ({bad} of {out.shape[0]} images); "
-                "remove or repair those images."
-            )
-        lo, hi = float(out.min()), float(out.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InvalidTaskError(
-                f"float images must have values in [0, 1]; got values in [{lo:g}, {hi:g}]. "
-                "Scale them (e.g. X / X.max()) or pass uint8 images in 0..255."
-            )
-    if out.shape[1] == 4:  # composite RGBA onto white
-        alpha = out[:, 3:4]
-        out = out[:, :3] * alpha + (1.0 - alpha)
-    elif out.shape[1] == 1:
-        out = np.repeat(out, 3, axis=1)
-    return np.ascontiguousarray(out, dtype=np.float32)
+           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIZE", "read_image"]
 
 
 def _encode_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels)
+    y = np.asarray(as_numpy(labels))
     if y.ndim != 1:
         raise InvalidTaskError(f"labels must be 1-D; got an array of shape {y.shape}.")
     if y.shape[0] != n:
         raise InvalidTaskError(
             f"images and labels have different lengths: {n} images but {y.shape[0]} labels."
         )
+    if y.dtype == object:
+        bad = [i for i, v in enumerate(y.tolist()) if v is None or (isinstance(v, float)
+                                                                    and not np.isfinite(v))]
+        if bad:
+            raise InvalidTaskError(
+                f"labels are missing (None or NaN) at position(s) {bad[:10]}"
+                + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+                + "; every image needs a label (an integer or a string). Label those images "
+                "or drop them."
+            )
+    if y.dtype.kind == "c":
+        raise InvalidTaskError(f"labels are complex ({y.dtype}); use integers or strings.")
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             raise InvalidTaskError("labels contain NaN or infinite values.")
@@ -110,7 +76,14 @@ def _encode_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
                 "strings."
             )
         y = y.astype(np.int64)
-    classes, codes = np.unique(y, return_inverse=True)
+    try:
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError as exc:  # e.g. integers mixed with strings
+        kinds = sorted({type(v).__name__ for v in y.tolist()})
+        raise InvalidTaskError(
+            f"labels mix values that cannot be ordered ({', '.join(kinds)}); use all integers "
+            "or all strings."
+        ) from exc
     if classes.shape[0] < 2:
         raise InvalidTaskError(
             f"a task needs at least 2 classes; all {n} labels are {classes.tolist()!r}."
@@ -155,7 +128,7 @@ class LazyImages:
 
     def __init__(self, files: Sequence[str | os.PathLike[str]], image_size: int) -> None:
         self.files = tuple(os.fspath(f) for f in files)
-        self.image_size = int(image_size)
+        self.image_size = check_image_size(image_size, len(self.files), of="this lazy task")
         self._digest: str | None = None
 
     # ------------------------------------------------------------------ array protocol
@@ -240,8 +213,12 @@ class LazyImages:
         Raises
         ------
         ImageFolderError
-            A file cannot be decoded any more (it passed the check made when the folder
-            was listed, so it was changed, removed or is truncated after its header).
+            A file cannot be decoded any more: it passed the check made when the folder
+            was listed (its header; a PNG's checksums), so it was changed or removed since,
+            or it is damaged in a way only decoding finds (e.g. a JPEG truncated after its
+            header). A listed row cannot be dropped (the labels and the rows are fixed),
+            so this is an error whatever ``on_bad_image`` said; the message names the file
+            and suggests ``lazy=False`` (which decodes, and skips bad files, up front).
         """
         from PIL import Image
 
@@ -249,19 +226,25 @@ class LazyImages:
         size = self.image_size
         if idx.size == 0:
             return np.empty((0, 3, size, size), dtype=np.float32)
-        arrs = []
+        arrs: list[np.ndarray] = []
+        notes: list[str] = []
         for i in idx:
             f = self.files[int(i)]
-            arr = read_image(Path(f), size, Image)
+            arr = read_image(Path(f), size, Image, True, notes)
             if not isinstance(arr, np.ndarray):
                 raise ImageFolderError(
                     f"cannot decode {f!r}: {arr}. It passed the check made when its folder "
-                    "was listed, so it was changed or removed since, or it is truncated after "
-                    "its header. Repair or delete the file and list the folder again, or use "
-                    "Task.from_folder(..., lazy=False) to skip unreadable files with a warning."
+                    "was listed (header, PNG checksums), so it was changed or removed since, "
+                    "or it is damaged after its header (e.g. a truncated JPEG). A lazy task "
+                    "cannot drop a listed image: repair or delete the file and list the folder "
+                    "again, or load it with Task.from_folder(..., lazy=False), which decodes "
+                    "every image up front and skips bad ones (on_bad_image='skip')."
                 )
             arrs.append(arr)
-        return _to_nchw(np.stack(arrs), "nhwc")
+        if notes and not getattr(self, "_range_warned", False):
+            self._range_warned = True
+            warn_rescaled(notes, "(further ones in this lazy task are not reported)")
+        return to_nchw(np.stack(arrs), "nhwc")
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> LazyImages:
         """The lazy images at ``indices`` (nothing is decoded)."""
@@ -370,7 +353,7 @@ class LazyDatasetImages(LazyImages):
                     "needs one image size and type (add a torchvision Resize transform)."
                 )
             arrs.append(arr)
-        return _to_nchw(np.stack(arrs), "nchw")
+        return to_nchw(np.stack(arrs), "nchw")
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> LazyDatasetImages:
         """The lazy images at ``indices`` (nothing is read)."""
@@ -433,9 +416,10 @@ class Task:
         name : str, default="task"
         provenance : mapping, optional
         layout : {"auto", "nchw", "nhwc"}, default="auto"
-            Axis order of 4-D ``images``; ``"auto"`` guesses (see :func:`_to_nchw`).
+            Axis order of 4-D ``images``; ``"auto"`` guesses (see
+            :func:`~t2v_automl.images.to_nchw`).
         """
-        x = _to_nchw(images, layout)
+        x = to_nchw(images, layout)
         codes, classes = _encode_labels(labels, x.shape[0])
         return cls(x, codes, classes, str(name), dict(provenance or {}))
 
@@ -507,42 +491,67 @@ class Task:
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike[str], *, image_size: int = 224,
-                    name: str | None = None, on_error: str = "warn",
-                    provenance: Mapping[str, Any] | None = None, lazy: bool = True) -> Task:
+                    name: str | None = None, on_bad_image: str = "skip",
+                    provenance: Mapping[str, Any] | None = None, lazy: bool = True,
+                    on_error: str | None = None) -> Task:
         """Load an image folder laid out as ``root/<class>/<image>`` (torchvision ImageFolder).
 
-        Images are converted to RGB (alpha composited onto white) and resized to
-        ``image_size`` x ``image_size`` when they are decoded, so a folder of large photos
-        does not fill memory.
+        Images are decoded by the rule of :mod:`t2v_automl.images` (16-bit, 32-bit integer
+        and float images scaled to [0, 1]; alpha and colour-key transparency composited
+        onto white) and resized to ``image_size`` x ``image_size`` when they are decoded,
+        so a folder of large photos does not fill memory.
 
         Parameters
         ----------
         path : path-like
         image_size : int, default=224
+            At most :data:`~t2v_automl.images.MAX_IMAGE_SIZE` (1024) px.
         name : str, optional
             Defaults to the folder's name.
-        on_error : {"warn", "raise"}, default="warn"
-            What to do with an unreadable, non-image or oversized file: skip it with a
-            warning that names it, or raise :class:`ImageFolderError` naming it.
+        on_bad_image : {"skip", "fail"}, default="skip"
+            What to do with an image file that cannot be used (unreadable, truncated,
+            corrupt, more than ``MAX_IMAGE_PIXELS`` pixels, NaN pixels) and with a
+            sub-folder that cannot be read: skip them, with one
+            :class:`~t2v_automl.exceptions.ImageFolderWarning` giving the count and the
+            first names, or raise :class:`ImageFolderError` naming the first one. Files
+            without an image extension are always skipped (and named in that warning).
         provenance : mapping, optional
             Added to ``{"source": "folder", "path": ...}``.
         lazy : bool, default=True
-            List the files and read only their headers now (a file whose header cannot
-            be read, or that is too large, is skipped or raises as ``on_error`` says);
-            the task's ``images`` is then a :class:`LazyImages` that decodes an image
-            when it is indexed, so memory does not grow with the folder. ``False``
-            decodes every image now into one array (a file that fails to decode is then
-            skipped too).
+            List the files and read only their headers now (and a PNG's checksums, which
+            finds a truncated PNG); the task's ``images`` is then a :class:`LazyImages`
+            that decodes an image when it is indexed, so memory does not grow with the
+            folder. A file damaged in a way only decoding finds (a JPEG, GIF, BMP or
+            TIFF truncated after its header) cannot be dropped from a listed task:
+            decoding it raises :class:`ImageFolderError` naming it, whatever
+            ``on_bad_image`` says. ``False`` decodes every image now into one array, so
+            that ``on_bad_image`` applies to every kind of damage.
+        on_error : {"warn", "raise"}, optional
+            Deprecated alias of ``on_bad_image`` (``"warn"`` is ``"skip"``, ``"raise"``
+            is ``"fail"``).
 
         Returns
         -------
         Task
-        """
-        from PIL import Image
 
+        Raises
+        ------
+        ImageFolderError
+            No such folder, no class sub-folders, no usable image, or (``"fail"``) a bad
+            image file or an unreadable sub-folder.
+        InvalidParameterError
+            ``image_size`` above 1024 px (the message gives the memory the folder's
+            images would take) or an unknown ``on_bad_image``.
+
+        Notes
+        -----
+        Class folders that are symbolic links are followed, except those that resolve to
+        the folder itself or a folder above it, or to, into or around another class
+        folder (the same images again under a second class): those are skipped with an
+        :class:`~t2v_automl.exceptions.ImageFolderWarning`, whatever ``on_bad_image``.
+        """
         root = Path(path)
-        if on_error not in ("warn", "raise"):
-            raise InvalidTaskError(f"on_error must be 'warn' or 'raise'; got {on_error!r}.")
+        policy = bad_image_policy(on_bad_image, on_error)
         if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) \
                 or image_size < 1:
             raise InvalidTaskError(
@@ -551,41 +560,8 @@ class Task:
             raise ImageFolderError(
                 f"image folder {str(root)!r} does not exist or is not a directory."
             )
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not class_dirs:
-            raise ImageFolderError(
-                f"{str(root)!r} has no class sub-folders; expected the layout "
-                "root/<class>/<image> (torchvision ImageFolder)."
-            )
-        imgs: list[np.ndarray] = []
-        files: list[Path] = []
-        labs: list[str] = []
-        skipped: list[str] = []
-        for cdir in class_dirs:
-            for f in sorted(cdir.rglob("*")):
-                if not f.is_file() or f.name.startswith("."):
-                    continue
-                arr = read_image(f, image_size, Image, decode=not lazy)
-                if isinstance(arr, str):
-                    if on_error == "raise":
-                        raise ImageFolderError(f"cannot use {str(f)!r}: {arr}")
-                    skipped.append(f"{f} ({arr})")
-                    continue
-                if arr is not None:
-                    imgs.append(arr)
-                files.append(f)
-                labs.append(cdir.name)
-        if skipped:
-            warnings.warn(
-                f"skipped {len(skipped)} unreadable or non-image file(s) in {str(root)!r}: "
-                + "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
-                UserWarning, stacklevel=2,
-            )
-        if not files:
-            raise ImageFolderError(
-                f"no readable images under {str(root)!r} (extensions "
-                f"{', '.join(IMAGE_EXTENSIONS)})."
-            )
+        files, labs, imgs = read_folder(root, int(image_size), on_bad_image=policy,
+                                        decode=not lazy)
         prov = {"source": "folder", "path": str(root.resolve()), **dict(provenance or {})}
         if not lazy:
             return cls.from_arrays(np.stack(imgs), np.asarray(labs), name=name or root.name,
@@ -654,65 +630,79 @@ class Task:
                 f"image_shape=({c}, {h}, {w}))")
 
 
-@overload
-def read_image(f: Path, size: int, Image: Any) -> np.ndarray | str: ...
+def _task_from_npz(p: Path, name: str | None) -> Task:
+    """The task held in an ``.npz`` file (never unpickled)."""
+    import zipfile
+    import zlib
 
-
-@overload
-def read_image(f: Path, size: int, Image: Any, decode: bool) -> np.ndarray | str | None: ...
-
-
-def read_image(f: Path, size: int, Image: Any, decode: bool = True) -> np.ndarray | str | None:
-    """Read one image as uint8 ``(size, size, 3)``, or return why it cannot be used.
-
-    With ``decode=False`` only the header is read (format, size) and None means usable.
-    """
-    if f.suffix.lower() not in IMAGE_EXTENSIONS:
-        return "not an image file extension"
+    hint = ("Expected an .npz archive (numpy.savez) of numeric arrays 'images' and 'labels' "
+            "(labels integers or strings), without pickled objects; re-save it with "
+            "np.savez(path, images=X, labels=y).")
+    if not p.is_file():
+        raise InvalidTaskError(f"task file {str(p)!r} does not exist. {hint}")
+    errors = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(f) as im:
-                w, h = im.size
-                if w * h > MAX_IMAGE_PIXELS:
-                    return f"{w}x{h} pixels is more than {MAX_IMAGE_PIXELS} (decompression bomb?)"
-                if not decode:
-                    return None
-                im.draft("RGB", (size, size))
-                if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    rgb = Image.alpha_composite(bg, rgba).convert("RGB")
-                else:
-                    rgb = im.convert("RGB")
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(rgb, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        z = np.load(p, allow_pickle=False)
+    except errors as exc:
+        raise InvalidTaskError(
+            f"cannot read the task file {str(p)!r}: {type(exc).__name__}: {exc}. {hint}"
+        ) from exc
+    if not hasattr(z, "files"):
+        raise InvalidTaskError(f"{str(p)!r} holds a single array, not an .npz archive. {hint}")
+    with z:
+        if "images" not in z or "labels" not in z:
+            raise InvalidTaskError(
+                f"{str(p)!r} must hold arrays named 'images' and 'labels'; "
+                f"it holds {sorted(z.files)}."
+            )
+        try:
+            images, labels = z["images"], z["labels"]
+        except errors as exc:
+            raise InvalidTaskError(
+                f"cannot read the task file {str(p)!r}: {type(exc).__name__}: {exc}. {hint}"
+            ) from exc
+    return Task.from_arrays(images, labels, name=name or p.stem,
+                            provenance={"source": "npz", "path": str(p.resolve())})
 
 
-def as_task(obj: Any, *, name: str | None = None, image_size: int = 224) -> Task:
+def as_task(obj: Any, *, name: str | None = None, image_size: int = 224,
+            on_bad_image: str = "skip") -> Task:
     """Turn what a user has into a :class:`Task`.
 
     Accepts a :class:`Task` (returned as is), an ``(images, labels)`` pair, a torch
     ``Dataset`` of ``(image, label)`` items, a path to an image folder, or a path to an
-    ``.npz`` file holding ``images`` and ``labels`` arrays.
+    ``.npz`` file (any case of the suffix) holding ``images`` and ``labels`` arrays.
+
+    Parameters
+    ----------
+    obj : Task, tuple, Dataset or path-like
+    name : str, optional
+    image_size : int, default=224
+        The square size images of a folder are resized to; at most
+        :data:`~t2v_automl.images.MAX_IMAGE_SIZE` (1024) px.
+    on_bad_image : {"skip", "fail"}, default="skip"
+        For a folder: see :meth:`Task.from_folder`.
+
+    Returns
+    -------
+    Task
+
+    Raises
+    ------
+    InvalidTaskError
+        Unusable images or labels, or an unreadable, truncated or pickled ``.npz``.
+    InvalidParameterError
+        ``image_size`` above 1024 px.
     """
     if isinstance(obj, Task):
         return obj
     if isinstance(obj, str | os.PathLike):
         p = Path(obj)
-        if p.suffix == ".npz" and p.is_file():
-            with np.load(p, allow_pickle=False) as z:
-                if "images" not in z or "labels" not in z:
-                    raise InvalidTaskError(
-                        f"{str(p)!r} must hold arrays named 'images' and 'labels'; "
-                        f"it holds {sorted(z.files)}."
-                    )
-                return Task.from_arrays(z["images"], z["labels"], name=name or p.stem,
-                                        provenance={"source": "npz", "path": str(p.resolve())})
-        return Task.from_folder(p, image_size=image_size, name=name)
+        if p.suffix.lower() == ".npz" and not p.is_dir():
+            return _task_from_npz(p, name)
+        return Task.from_folder(p, image_size=image_size, name=name, on_bad_image=on_bad_image)
+    if isinstance(image_size, int | np.integer) and not isinstance(image_size, bool):
+        check_image_size(image_size)
     if isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj[0], str):
         return Task.from_arrays(obj[0], obj[1], name=name or "task")
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, np.ndarray):

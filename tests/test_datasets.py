@@ -205,6 +205,25 @@ def test_clipart_synthetic(clipart_folder: Path, tmp_path: Path,
     assert "tiny" not in pool.class_names  # 2 files: never a candidate
 
 
+def test_clipart_16_bit_and_colour_key_pngs_are_not_corrupted(tmp_path: Path) -> None:
+    root = tmp_path / "clipart"
+    grad = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
+    keyed = np.zeros((16, 16, 3), np.uint8)
+    keyed[:, 8:] = (0, 0, 200)
+    for cat in ("deep", "keyed"):
+        (root / cat).mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(grad).save(root / "deep" / f"{i}.png")  # mode I;16
+        Image.fromarray(keyed).save(root / "keyed" / f"{i}.png", transparency=(0, 0, 0))
+    pool = load_pool("clipart", root=root, image_size=16, min_per_category=4, cache=False)
+    deep = pool.images[pool.labels == pool.class_names.index("deep")]
+    # the gradient, not [0, 255, 255, ...] (convert("RGB") clipped 16-bit values)
+    assert np.abs(deep[0, 5, :, 0].astype(int) - np.rint(np.linspace(0, 255, 16))).max() <= 1
+    keyed_out = pool.images[pool.labels == pool.class_names.index("keyed")]
+    assert (keyed_out[:, :, :7] == 255).all()  # the keyed black is composited onto white
+    assert (keyed_out[:, :, 9:] == (0, 0, 200)).all()
+
+
 def test_clipart_drops_small_category(clipart_folder: Path,
                                       caplog: pytest.LogCaptureFixture) -> None:
     mixed = clipart_folder / "mixed"

@@ -7,8 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from t2v_automl.exceptions import DeviceFallbackWarning, InvalidParameterError, InvalidTaskError
+from t2v_automl.exceptions import (
+    DeviceFallbackWarning,
+    InvalidParameterError,
+    InvalidTaskError,
+    SlowEmbeddingWarning,
+)
 from t2v_automl.fisher import (
+    EXACT_WARN_CLASSES,
     FisherConfig,
     _exact_factors,
     _fit_head,
@@ -16,6 +22,7 @@ from t2v_automl.fisher import (
     compute_task2vec,
     fisher_layers,
     plain_forward_backward_seconds,
+    warn_slow_exact,
 )
 from t2v_automl.probes import get_probe
 
@@ -163,6 +170,35 @@ def test_bad_settings(probe, data, cfg, match):
         compute_task2vec(probe, x, y, 3, cfg)
 
 
+def test_exact_fisher_with_many_classes_warns_once_with_the_cost(probe, data, caplog,
+                                                                 monkeypatch):
+    import warnings
+
+    import t2v_automl.fisher as fisher
+
+    assert EXACT_WARN_CLASSES == 50
+    with pytest.warns(SlowEmbeddingWarning, match=r"200 classes takes 199 backward passes a "
+                                                  r"batch \(1,393 for its 400 images\)"):
+        assert warn_slow_exact(200, 400, 64)
+    assert not warn_slow_exact(50, 400, 64)
+    # compute_task2vec warns once per task (the threshold lowered: 3 classes are cheap)
+    monkeypatch.setattr(fisher, "EXACT_WARN_CLASSES", 2)
+    x, y = data
+    cfg = FisherConfig(method="exact", image_size=20, batch_size=8, head_epochs=1)
+    with warnings.catch_warnings(record=True) as rec, \
+            caplog.at_level("WARNING", logger="t2v_automl"):
+        warnings.simplefilter("always")
+        res = compute_task2vec(probe, x, y, 3, cfg)
+        quiet = compute_task2vec(probe, x, y, 3, cfg, warn_slow=False)
+        compute_task2vec(probe, x, y, 3, FisherConfig(method="montecarlo", image_size=20))
+    slow = [str(w.message) for w in rec if issubclass(w.category, SlowEmbeddingWarning)]
+    assert len(slow) == 1 and "3 classes takes 2 backward passes a batch (6 for its 24" \
+        in slow[0] and "method='montecarlo'" in slow[0] and slow[0] in caplog.text
+    assert np.array_equal(res.values, quiet.values)  # a warning only
+    with pytest.raises(InvalidParameterError, match="1024 px bound"):
+        compute_task2vec(probe, x, y, 3, FisherConfig(method="exact", image_size=20000))
+
+
 @pytest.mark.slow
 def test_real_probe_per_sample_fisher_matches_autograd_on_mobilenet():
     probe = get_probe("mobilenet_v2")
@@ -244,14 +280,20 @@ def test_cuda_asked_without_cuda_falls_back_to_the_cpu(probe, data, caplog):
         assert plain_forward_backward_seconds(probe, x[:4], 32, device="cuda") > 0
 
 
-def test_bad_scale_settings(probe, data):
+def test_bad_scale_settings(probe, data, monkeypatch):
+    import t2v_automl.fisher as fisher
+
     x, y = data
     with pytest.raises(InvalidParameterError, match="amp must be"):
         compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32, amp="fp8"))
     with pytest.raises(InvalidParameterError, match="activation_cache_mb"):
         compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32, activation_cache_mb=-1))
-    with pytest.raises(InvalidParameterError, match="get_probe"):
+    with pytest.raises(InvalidParameterError, match="device must be"):
         compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32), device="meta")
+    # a real device other than the probe's (none here: pretend one resolves elsewhere)
+    monkeypatch.setattr(fisher, "resolve_device", lambda device: torch.device("meta"))
+    with pytest.raises(InvalidParameterError, match="get_probe"):
+        compute_task2vec(probe, x, y, 3, FisherConfig(image_size=32), device="cuda")
 
 
 @pytest.mark.gpu

@@ -124,17 +124,20 @@ def test_folder_skips_bad_files_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="broken.png"):
         t = Task.from_folder(tmp_path, image_size=8)
     assert t.n_images == 6
-    with pytest.raises(ImageFolderError, match="broken.png|notes.txt"):
-        Task.from_folder(tmp_path, image_size=8, on_error="raise")
+    with pytest.raises(ImageFolderError, match="broken.png"):
+        Task.from_folder(tmp_path, image_size=8, on_bad_image="fail")
+    with pytest.warns(DeprecationWarning, match="on_bad_image"), \
+            pytest.raises(ImageFolderError, match="broken.png"):
+        Task.from_folder(tmp_path, image_size=8, on_error="raise")  # the old name still works
 
 
 def test_folder_rejects_decompression_bomb(tmp_path, monkeypatch):
-    import t2v_automl.tasks as tasks_mod
+    import t2v_automl.images as images_mod
 
     _write_folder(tmp_path)
-    monkeypatch.setattr(tasks_mod, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(ImageFolderError, match="decompression bomb"):
-        Task.from_folder(tmp_path, image_size=8, on_error="raise")
+        Task.from_folder(tmp_path, image_size=8, on_bad_image="fail")
 
 
 def test_folder_errors(tmp_path):
@@ -219,10 +222,10 @@ def test_lazy_folder_decodes_only_what_is_used(tmp_path, monkeypatch):
     decoded = []
     real = tasks_mod.read_image
 
-    def spy(f, size, Image, decode=True):
+    def spy(f, size, Image, decode=True, notes=None):
         if decode:
             decoded.append(f.name)
-        return real(f, size, Image, decode)
+        return real(f, size, Image, decode, notes)
 
     monkeypatch.setattr(tasks_mod, "read_image", spy)
     t = Task.from_folder(tmp_path, image_size=16)

@@ -23,7 +23,15 @@ from t2v_automl.exceptions import (
     InvalidParameterError,
     InvalidTaskError,
 )
-from t2v_automl.fisher import AMP_MODES, METHODS, FisherConfig, compute_task2vec, fisher_layers
+from t2v_automl.fisher import (
+    AMP_MODES,
+    METHODS,
+    FisherConfig,
+    compute_task2vec,
+    fisher_layers,
+    warn_slow_exact,
+)
+from t2v_automl.images import check_image_size
 from t2v_automl.probes import get_probe, resolve_device
 from t2v_automl.tasks import Task, as_task
 
@@ -70,7 +78,7 @@ def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: st
     check_allocator()
     probe = get_probe(probe_name, device=device)
     res = compute_task2vec(probe, task.images, task.labels, task.n_classes, cfg,
-                           verbose=verbose)
+                           verbose=verbose, warn_slow=False)  # embed() warned, in the caller
     return res.values, res.n_images, res.timings
 
 
@@ -95,12 +103,17 @@ default="exact"
         least noisy).
         ``"domain"`` (mean penultimate features) and ``"label_stat"`` (per feature, the
         share of its variance explained by the labels) are cheap forward-only baselines.
+        ``"exact"`` on a task of more than 50 classes warns (a
+        :class:`~t2v_automl.exceptions.SlowEmbeddingWarning` and the log, once per task,
+        with the number of backward passes): use ``"montecarlo"`` there.
     label_samples : int, default=1
         Label draws per image for ``"montecarlo"`` (variance reduction).
     max_images : int or None, default=500
         At most this many images per task, class-balanced; None uses all.
     image_size : int, default=64
-        Images are resized to this square size before the probe.
+        Images are resized to this square size before the probe; 8 to
+        :data:`~t2v_automl.images.MAX_IMAGE_SIZE` (1024) px (a task's images are held as
+        float32: ``n x 3 x image_size² x 4`` bytes).
     batch_size : int, default=64
         Batch size of every pass. The embedding does not depend on it (the Fisher is
         computed per sample).
@@ -206,6 +219,8 @@ default="exact"
         pos_int("label_samples")
         pos_int("max_images", 2, allow_none=True)
         pos_int("image_size", 8)
+        check_image_size(self.image_size, self.max_images,
+                         of=f"a task at max_images={self.max_images}")
         pos_int("batch_size")
         pos_int("head_epochs", 0)
         pos_int("skip_layers", 0, allow_none=True)
@@ -370,6 +385,11 @@ default="exact"
             func = mem.cache(_embed_one, ignore=["task", "verbose"])
         serial = effective_n_jobs(self.n_jobs) == 1  # n_jobs=None defers to parallel_config
         inner_verbose = self.verbose if (serial and len(tasks) == 1) else 0
+        if self.method == "exact":  # here, not in the workers, whose warnings are lost
+            for t in tasks:
+                n_used = t.n_images if cfg.max_images is None else min(t.n_images,
+                                                                      cfg.max_images)
+                warn_slow_exact(t.n_classes, n_used, cfg.batch_size, task_name=t.name)
         fps = [t.fingerprint for t in tasks]
         args = [(t, fp, self.probe, self.probe_.weights_sha256, self.device_, cfg, inner_verbose)
                 for t, fp in zip(tasks, fps, strict=True)]

@@ -13,7 +13,9 @@ from t2v_automl.estimators import Task2VecEmbedder
 from t2v_automl.exceptions import (
     IncompatibleEmbeddingError,
     InvalidInputTypeError,
+    InvalidParameterError,
     InvalidTaskError,
+    SlowEmbeddingWarning,
     UnknownNameError,
 )
 
@@ -134,6 +136,26 @@ def test_parallel_equals_serial(digit_tasks):
 def test_bad_settings_are_clear(digit_tasks, params, match):
     with pytest.raises((InvalidTaskError, UnknownNameError), match=match):
         Task2VecEmbedder(**{**FAST, **params}).fit().transform(digit_tasks[2:3])
+
+
+def test_image_size_is_bounded_and_many_classes_warn_once_per_task(digit_tasks, monkeypatch):
+    import warnings
+
+    import t2v_automl.fisher as fisher
+
+    with pytest.raises(InvalidParameterError, match=r"image_size=20000 is above the 1024 px "
+                                                    r"bound: the 40 images .* 192.0 GB"):
+        Task2VecEmbedder(**{**FAST, "image_size": 20000}).fit()
+    monkeypatch.setattr(fisher, "EXACT_WARN_CLASSES", 2)  # 3 classes count as many: cheap
+    few, many = digit_tasks[0], digit_tasks[2]
+    emb = Task2VecEmbedder(**{**FAST, "head_epochs": 1}).fit()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        emb.transform([many, few, many])
+    slow = [str(w.message) for w in rec if issubclass(w.category, SlowEmbeddingWarning)]
+    assert len(slow) == 2  # once per many-class task, in the caller; none from the workers
+    assert f"task {many.name!r} of 3 classes takes 2 backward passes" in slow[0]
+    assert "montecarlo" in slow[0]
 
 
 def test_bad_x(digit_tasks):
