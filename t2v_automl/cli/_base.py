@@ -12,6 +12,9 @@ import argparse
 import inspect
 import logging
 import math
+import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +28,8 @@ __all__ = [
     "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_UNEXPECTED", "EXIT_USAGE", "EXTRA_EMBEDDING_CHOICES",
     "METHOD_CHOICES", "PROG", "SELECTOR_DEFAULTS", "STRATEGY_CHOICES",
     "TRANSFERABILITY_CHOICES", "BenchmarkFailedError", "CLIInputError", "Command", "Console",
-    "add_embedder_options", "common_options", "format_table", "parse_names",
+    "add_embedder_options", "add_input_options", "check_device", "check_output",
+    "common_options", "count", "format_table", "parse_names", "printable",
 ]
 
 PROG = "t2v-automl"
@@ -53,6 +57,12 @@ DEFAULT_PROBE = EMBEDDER_DEFAULTS["probe"]
 #: Extractors the demo searches over: fast enough on a CPU (no Keras start-up).
 DEMO_EXTRACTORS = ("efficientnet_lite0", "mobilenet_v2", "deepsort_mobilenet_v2", "mnist_cnn",
                    "svhn_cnn", "raw_pixels")
+#: :data:`t2v_automl.images.BAD_IMAGE_POLICIES`: what ``Task.from_folder`` does with a bad
+#: image file.
+BAD_IMAGE_CHOICES = ("skip", "fail")
+#: What ``--device`` accepts (``probes.resolve_device`` accepts the same; case and spaces
+#: are ignored).
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 
 
 class CLIInputError(T2VError, ValueError):
@@ -64,6 +74,37 @@ class BenchmarkFailedError(RuntimeError):
 
 
 # ============================================================================ terminal
+#: Characters never written raw to the terminal: C0 and C1 controls (escape sequences
+#: start with one), lone surrogates (a file name that is not UTF-8) and the bidirectional
+#: overrides that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, keep: str = "\n\t") -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), as ``repr`` does.
+
+    A task name from a folder name may hold terminal escape sequences or bytes that are not
+    UTF-8 (lone surrogates after :func:`os.fsdecode`); printed raw they drive the terminal,
+    or fail to encode on a strict UTF-8 stdout.
+
+    Parameters
+    ----------
+    text : str
+    keep : str, default="\\n\\t"
+        Control characters left as they are (a table cell keeps none).
+
+    Returns
+    -------
+    str
+    """
+    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
 @dataclass
 class Console:
     """Where the command's output goes: results on stdout, notes and progress on stderr.
@@ -83,18 +124,18 @@ class Console:
         return self.verbosity >= 1 or (self.verbosity == 0 and sys.stderr.isatty())
 
     def out(self, text: str = "") -> None:
-        """A result line (always shown)."""
-        print(text, flush=True)
+        """A result line (always shown; control characters escaped)."""
+        print(printable(text), flush=True)
 
     def say(self, text: str = "") -> None:
         """A narrative line on stdout (hidden by ``--quiet``)."""
         if self.verbosity >= 0:
-            print(text, flush=True)
+            print(printable(text), flush=True)
 
     def note(self, text: str) -> None:
         """A one-line note on stderr (hidden by ``--quiet``)."""
         if self.verbosity >= 0:
-            print(f"{PROG}: note: {text}", file=sys.stderr, flush=True)
+            print(f"{PROG}: note: {printable(text)}", file=sys.stderr, flush=True)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]],
               indent: str = "  ") -> None:
@@ -107,11 +148,14 @@ def _fmt(x: Any) -> str:
         if math.isnan(x):
             return "-"
         return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
-    return str(x)
+    return printable(str(x), keep="")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "") -> str:
     """Format rows as an aligned text table (numbers right-aligned).
+
+    Cells are shown with :func:`printable` (no control character, not even a newline, gets
+    through: a task name cannot move the cursor or break the table).
 
     Parameters
     ----------
@@ -123,6 +167,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: 
     -------
     str
     """
+    headers = [printable(str(h), keep="") for h in headers]
     cells = [[_fmt(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(r[i], int | float) and not isinstance(r[i], bool)
@@ -138,11 +183,51 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: 
     return "\n".join(out)
 
 
+class _Shown:
+    """The warning texts shown in this run: each is shown once, log or ``warnings``."""
+
+    texts: ClassVar[set[str]] = set()
+
+    @classmethod
+    def first(cls, text: str) -> bool:
+        """True the first time ``text`` is offered in this run."""
+        if text in cls.texts:
+            return False
+        cls.texts.add(text)
+        return True
+
+
+def start_run() -> None:
+    """Forget the warnings shown (one :func:`~t2v_automl.cli.main` call is one run)."""
+    _Shown.texts = set()
+
+
+class _OnceFormatter(logging.Formatter):
+    """``t2v-automl: LEVEL: message`` on one printable line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(" ".join(super().format(record).split()), keep="")
+
+
+class _OnceFilter(logging.Filter):
+    """Drop a warning (or error) whose text was already shown in this run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        return _Shown.first(" ".join(record.getMessage().split()))
+
+
 def setup_logging(verbosity: int) -> logging.Handler:
-    """Send the package logger to stderr at the level ``verbosity`` asks for."""
+    """Send the package logger to stderr at the level ``verbosity`` asks for.
+
+    Each warning text is shown once per run, whether it comes as a log record or as a
+    :mod:`warnings` warning (``probes.resolve_device`` issues both).
+    """
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setFormatter(_OnceFormatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.addFilter(_OnceFilter())
     log = logging.getLogger("t2v_automl")
     log.addHandler(handler)
     log.setLevel(level)
@@ -151,9 +236,14 @@ def setup_logging(verbosity: int) -> logging.Handler:
 
 def one_line_warning(message: Warning | str, category: type[Warning], filename: str,
                      lineno: int, file: Any = None, line: str | None = None) -> None:
-    """``warnings.showwarning`` of the command: ``t2v-automl: warning: ...`` on one line."""
+    """``warnings.showwarning`` of the command: ``t2v-automl: warning: ...`` on one line.
+
+    A text already shown in this run (by this or by the log) is not shown again: a warning
+    issued once per task or per extractor would otherwise fill the screen.
+    """
     text = " ".join(str(message).split())
-    print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+    if _Shown.first(text):
+        print(f"{PROG}: warning: {printable(text, keep='')}", file=sys.stderr, flush=True)
 
 
 def parse_names(value: str | None) -> list[str] | None:
@@ -193,7 +283,7 @@ def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = common.add_argument_group("global options")
     g.add_argument("--device", help="'auto' (CUDA when present, the default), 'cpu', 'cuda', "
-                                    "'cuda:1'...")
+                                    "'cuda:<index>' or 'mps'")
     g.add_argument("--jobs", "-j", type=int, metavar="N",
                    help="parallel jobs (joblib) for embedding and evaluation (default: 1)")
     g.add_argument("--probe", metavar="NAME",
@@ -212,7 +302,100 @@ def common_options() -> argparse.ArgumentParser:
 #: Values of the global and embedding options when a command line leaves them out.
 OPTION_DEFAULTS: dict[str, Any] = {"device": "auto", "jobs": None, "probe": None,
                                    "quiet": False, "verbose": 0, "method": None,
-                                   "image_size": None, "max_images": None}
+                                   "image_size": None, "max_images": None,
+                                   "on_bad_image": "skip"}
+
+
+def check_device(value: str) -> str:
+    """``--device``, normalised (``" CUDA:0 "`` -> ``"cuda:0"``); exit 3 unless valid.
+
+    The CLI checks it on its own, before any work, whatever the library would say later.
+    """
+    device = str(value).strip().lower()
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise CLIInputError(
+            f"--device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' (e.g. cuda:1) or 'mps'; "
+            f"got {printable(repr(value), keep='')}."
+        )
+    return device
+
+
+def count(minimum: int) -> Any:
+    """An argparse ``type``: an integer >= ``minimum`` (else a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    parse.__name__ = "positive integer" if minimum == 1 else f"integer >= {minimum}"
+    return parse
+
+
+def check_output(path: str, option: str, *, directory: bool = False,
+                 parents: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work (exit 3).
+
+    Parameters
+    ----------
+    path : str
+        The path an option names (a symbolic link is followed).
+    option : str
+        The option, for the message (``"--json"``).
+    directory : bool, default=False
+        The output is a folder (``demo --out``): it must be one, or not exist.
+    parents : bool, default=False
+        The command creates missing parent folders: the nearest existing one must be a
+        writable folder; otherwise the parent itself must exist.
+
+    Raises
+    ------
+    CLIInputError
+        The path is (or leads to) something else than a regular file (a folder, a device
+        such as /dev/null, a named pipe, a socket), cannot be written, or its folder does
+        not exist or cannot be written.
+    """
+    shown = printable(repr(path), keep="")
+    if not path:
+        raise CLIInputError(f"{option} needs a path; got an empty one.")
+    real = os.path.realpath(path)
+    try:
+        mode: int | None = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise CLIInputError(f"cannot write {option} {shown}: {exc.strerror}.") from None
+    if mode is not None:
+        if directory and not stat.S_ISDIR(mode):
+            raise CLIInputError(f"{option} {shown} exists and is not a folder.")
+        if not directory and not stat.S_ISREG(mode):
+            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, " \
+                "a named pipe or a socket)"
+            raise CLIInputError(f"{option} {shown} is {what}; name a regular file or a new "
+                                "path.")
+        if not os.access(real, os.W_OK | (os.X_OK if directory else 0)):
+            raise CLIInputError(f"{option} {shown} cannot be written (permission denied).")
+        return
+    parent = os.path.dirname(real) or "."
+    while parents and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CLIInputError(f"cannot write {option} {shown}: folder "
+                            f"{printable(repr(parent), keep='')} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIInputError(f"cannot write {option} {shown}: folder "
+                            f"{printable(repr(parent), keep='')} is not writable.")
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """``--on-bad-image`` (commands that read image folders)."""
+    p.add_argument("--on-bad-image", choices=BAD_IMAGE_CHOICES, default="skip",
+                   help="an image file of a folder that cannot be used (unreadable, "
+                        "truncated, corrupt, too large): 'skip' it (default; one warning "
+                        "gives the count and the first names) or 'fail' (exit 3 naming it)")
 
 
 def add_embedder_options(p: argparse.ArgumentParser) -> None:
@@ -221,9 +404,9 @@ def add_embedder_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=METHOD_CHOICES,
                    help=f"Fisher estimator (default: the embedder's, "
                         f"{EMBEDDER_DEFAULTS['method']!r})")
-    g.add_argument("--image-size", type=int, metavar="PX",
+    g.add_argument("--image-size", type=count(1), metavar="PX",
                    help="images are resized to PX x PX for the probe (default "
                         f"{EMBEDDER_DEFAULTS['image_size']})")
-    g.add_argument("--max-images", type=int, metavar="N",
+    g.add_argument("--max-images", type=count(1), metavar="N",
                    help="at most N images per task, class-balanced (default "
                         f"{EMBEDDER_DEFAULTS['max_images']})")

@@ -46,12 +46,26 @@ def describe_meta(meta: EmbeddingMeta) -> str:
 
 
 def check_probe(args: argparse.Namespace, meta: EmbeddingMeta, what: str) -> None:
-    """``--probe`` must name the probe of the embeddings it is compared with."""
-    if args.probe is not None and args.probe != meta.probe:
+    """The embedding options given must be those of the embeddings they are compared with.
+
+    ``--probe``, ``--method``, ``--image-size`` and (where ``meta`` records it)
+    ``--max-images``: the stored settings are used to embed, so a different value would be
+    ignored; it is refused instead, naming both values.
+    """
+    asked = {"--probe": (getattr(args, "probe", None), meta.probe),
+             "--method": (getattr(args, "method", None), meta.method),
+             "--image-size": (getattr(args, "image_size", None), int(meta.input_size)),
+             "--max-images": (getattr(args, "max_images", None),
+                              dict(meta.settings).get("max_images"))}
+    for option, (value, stored) in asked.items():
+        if value is None or stored is None or value == stored:
+            continue
         raise IncompatibleEmbeddingError(
-            f"{what} holds embeddings made with probe {meta.probe!r}, but --probe asks for "
-            f"{args.probe!r}; use --probe {meta.probe} (or leave it out), or a knowledge "
-            f"base built with {args.probe!r}."
+            f"{what} holds embeddings made with {option} {stored}, but {option} asks for "
+            f"{value}; leave {option} out (the stored settings are used) or give "
+            f"{option} {stored}, or use "
+            + ("a knowledge base" if "knowledge" in what else "embeddings")
+            + f" made with {option} {value}."
         )
 
 
@@ -119,8 +133,13 @@ class Input:
     embedding: Embedding | None = None
 
 
-def load_inputs(paths: Sequence[str], image_size: int) -> list[Input]:
-    """Turn command-line paths into tasks (folders, task .npz) or stored embeddings."""
+def load_inputs(paths: Sequence[str], image_size: int, on_bad_image: str = "skip"
+                ) -> list[Input]:
+    """Turn command-line paths into tasks (folders, task .npz) or stored embeddings.
+
+    ``on_bad_image`` (``--on-bad-image``) goes to ``Task.from_folder``: ``"skip"`` leaves
+    bad image files out with one warning giving their count, ``"fail"`` raises.
+    """
     from t2v_automl.knowledge import load_embeddings
     from t2v_automl.tasks import as_task
 
@@ -130,7 +149,8 @@ def load_inputs(paths: Sequence[str], image_size: int) -> list[Input]:
         if stored is not None:
             items.extend(Input(p, embedding=e) for e in stored)
         else:
-            items.append(Input(p, task=as_task(p, image_size=max(int(image_size), 32))))
+            items.append(Input(p, task=as_task(p, image_size=max(int(image_size), 32),
+                                               on_bad_image=on_bad_image)))
     return items
 
 

@@ -23,6 +23,8 @@ from t2v_automl.cli._base import (
     CLIInputError,
     Command,
     Console,
+    check_output,
+    count,
     parse_names,
 )
 from t2v_automl.cli._shared import (
@@ -55,8 +57,9 @@ class DemoCommand(Command):
         parser.add_argument("--out", default="t2v-demo", metavar="DIR",
                             help="folder for the study, embedding, figure and summary "
                                  "(default ./t2v-demo)")
-        parser.add_argument("--trials", type=int, default=8, help="Optuna trials (default 8)")
-        parser.add_argument("--top-k", type=int, default=3,
+        parser.add_argument("--trials", type=count(1), default=8,
+                            help="Optuna trials (default 8)")
+        parser.add_argument("--top-k", type=count(1), default=3,
                             help="extractors of the ranking enqueued as the first trials "
                                  "(default 3)")
         parser.add_argument("--dataset", choices=("auto", "fashion_mnist", "digits"),
@@ -72,6 +75,7 @@ class DemoCommand(Command):
         parser.add_argument("--seed", type=int, default=0)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
+        check_output(args.out, "--out", directory=True, parents=True)
         import numpy as np
 
         from t2v_automl.knowledge import nearest_tasks, save_embeddings, source_of

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from t2v_automl.cli._base import EXIT_OK, Command, Console, add_embedder_options
+from t2v_automl.cli._base import (
+    EXIT_OK,
+    Command,
+    Console,
+    add_embedder_options,
+    add_input_options,
+    check_output,
+)
 from t2v_automl.cli._shared import describe_meta, embed_inputs, load_inputs, unique_names
 
 
@@ -21,13 +28,18 @@ class EmbedCommand(Command):
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument("--output", "-o", default="embeddings.npz", metavar="FILE.npz",
                             help="where to write (default embeddings.npz; the .json goes "
-                                 "beside it)")
+                                 "beside it): a regular file (a link to one is followed) or "
+                                 "a new path")
+        add_input_options(parser)
         add_embedder_options(parser)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
         from t2v_automl.knowledge import save_embeddings
 
-        items = load_inputs(args.paths, args.image_size or 64)
+        check_output(args.output, "--output", parents=True)
+        check_output(str(Path(args.output).with_suffix(".json")), "the .json beside --output",
+                     parents=True)
+        items = load_inputs(args.paths, args.image_size or 64, args.on_bad_image)
         embs, times = embed_inputs(args, items)
         names = unique_names([e.task_name for e in embs])
         info = []

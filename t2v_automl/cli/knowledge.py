@@ -19,9 +19,13 @@ from t2v_automl.cli._base import (
     Command,
     Console,
     add_embedder_options,
+    add_input_options,
+    check_output,
+    count,
     parse_names,
 )
 from t2v_automl.cli._shared import (
+    check_probe,
     describe_meta,
     embed_inputs,
     embedder_params,
@@ -140,6 +144,7 @@ class KnowledgeAddCommand(Command):
                             help="replace a task of that name")
         parser.add_argument("--allow-new-extractors", action="store_true",
                             help="accept extractor names that are not in the zoo")
+        add_input_options(parser)
         add_embedder_options(parser)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
@@ -153,10 +158,14 @@ class KnowledgeAddCommand(Command):
         )
 
         target = Path(args.path)
+        check_output(args.path, "the knowledge base", parents=True)
         existing = KnowledgeBase.load(target) if target.exists() else None
+        if existing is not None:  # its settings embed: other values would be ignored
+            check_probe(args, existing.meta, f"knowledge base {str(target)!r}")
         parts = read_scores(args.scores, existing, args.allow_new_extractors)
         items = load_inputs([args.dataset],
-                            existing.meta.input_size if existing else (args.image_size or 64))
+                            existing.meta.input_size if existing else (args.image_size or 64),
+                            args.on_bad_image)
         if items[0].task is None:
             raise CLIInputError(
                 f"{args.dataset!r} is an embeddings file; `knowledge add` needs the dataset "
@@ -198,13 +207,13 @@ class KnowledgeBuildCommand(Command):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--extractors", metavar="A,B,...",
                             help="extractors to score (default: every installed one)")
-        parser.add_argument("--limit", type=int, default=0, metavar="N",
-                            help="only the first N tasks")
-        parser.add_argument("--input-size", type=int, default=64, metavar="PX",
+        parser.add_argument("--limit", type=count(0), default=0, metavar="N",
+                            help="only the first N tasks (default 0: all)")
+        parser.add_argument("--input-size", type=count(1), default=64, metavar="PX",
                             help="input size of the resizable extractors (default 64)")
         parser.add_argument("--C", type=float, default=1.0,
                             help="inverse regularisation of the linear head (default 1)")
-        parser.add_argument("--test-cap", type=int, default=None, metavar="N",
+        parser.add_argument("--test-cap", type=count(1), default=None, metavar="N",
                             help="largest test split of a 'subset' task (default: all)")
         parser.add_argument("--extra", default=",".join(EXTRA_EMBEDDING_CHOICES),
                             metavar="A,B,...|none",
@@ -220,6 +229,9 @@ class KnowledgeBuildCommand(Command):
         from t2v_automl.building import DEFAULT_EXTRA_EMBEDDINGS, build_knowledge
         from t2v_automl.estimators import Task2VecEmbedder
 
+        check_output(args.output, "the output", parents=True)
+        if args.cache:
+            check_output(args.cache, "--cache", directory=True, parents=True)
         if args.builtin:
             con.note("--builtin is no longer needed (there is one build); ignored")
         extra_names = [] if args.extra.strip() == "none" else parse_names(args.extra) or []

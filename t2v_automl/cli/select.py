@@ -23,6 +23,9 @@ from t2v_automl.cli._base import (
     TRANSFERABILITY_CHOICES,
     Command,
     Console,
+    add_input_options,
+    check_output,
+    count,
     parse_names,
 )
 from t2v_automl.cli._shared import (
@@ -68,7 +71,7 @@ class SelectCommand(Command):
         parser.add_argument("--metric", choices=DISTANCE_CHOICES,
                             help="task distance (default: ExtractorSelector's, "
                                  f"{d['metric']!r})")
-        parser.add_argument("--neighbors", type=int,
+        parser.add_argument("--neighbors", type=count(1),
                             help="known tasks averaged by the 'nearest' strategy (default "
                                  f"{d['n_neighbors']})")
         parser.add_argument("--transferability", default="logme",
@@ -78,19 +81,22 @@ class SelectCommand(Command):
                                  "(default logme; 'none': the knowledge base alone)")
         parser.add_argument("--candidates", metavar="A,B,...",
                             help="rank only these extractors (comma-separated)")
-        parser.add_argument("--top", type=int, default=None, metavar="N",
+        parser.add_argument("--top", type=count(1), default=None, metavar="N",
                             help="show the first N only")
-        parser.add_argument("--nearest", type=int, default=5, metavar="N",
-                            help="nearest known tasks shown (default 5)")
+        parser.add_argument("--nearest", type=count(0), default=5, metavar="N",
+                            help="nearest known tasks shown (default 5; 0: none)")
         parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+        add_input_options(parser)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
+        if args.json:
+            check_output(args.json, "--json")
         kb = load_kb(args.knowledge)
         label = kb_label(args.knowledge)
         check_probe(args, kb.meta, label)
         candidates = parse_names(args.candidates) or None
         check_candidates(candidates, kb.extractor_names)
-        items = load_inputs([args.path], kb.meta.input_size)
+        items = load_inputs([args.path], kb.meta.input_size, args.on_bad_image)
         check_made_like([it.embedding for it in items if it.embedding is not None],
                         kb.meta, label)
         hybrid = make_hybrid(args, kb)
@@ -158,10 +164,11 @@ def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: Hyb
     rows = ranking_rows(ex.extractor_names, ex.scores[0], kb, candidates, args.top, transfer)
     con.out(f"\nRecommended extractor for {name}: {rows[0][1]}\n")
     show_ranking(con, rows, measure)
-    near = nearest_tasks(kb, near_emb, near_metric, args.nearest)
-    kind = "domain embedding, " if screened else ""
-    con.out(f"\nNearest known tasks ({kind}{near_metric} distance):")
-    con.table(NEAREST_HEADERS, nearest_rows(near))
+    near = nearest_tasks(kb, near_emb, near_metric, args.nearest) if args.nearest else []
+    if near:
+        kind = "domain embedding, " if screened else ""
+        con.out(f"\nNearest known tasks ({kind}{near_metric} distance):")
+        con.table(NEAREST_HEADERS, nearest_rows(near))
     return {"task": name, "novelty": novelty,
             **({"domain_novelty": domain_novelty} if domain_novelty is not None else {}),
             "transferability_weight": weight,

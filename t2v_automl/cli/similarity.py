@@ -13,6 +13,8 @@ from t2v_automl.cli._base import (
     Command,
     Console,
     add_embedder_options,
+    add_input_options,
+    check_output,
 )
 from t2v_automl.cli._shared import describe_meta, embed_inputs, load_inputs, unique_names
 
@@ -33,6 +35,7 @@ class SimilarityCommand(Command):
         parser.add_argument("--map", metavar="FILE.png",
                             help="also draw a 2-D t-SNE map of the tasks")
         parser.add_argument("--csv", metavar="FILE.csv", help="also write the matrix as CSV")
+        add_input_options(parser)
         add_embedder_options(parser)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
@@ -40,7 +43,11 @@ class SimilarityCommand(Command):
 
         from t2v_automl.distances import pairwise_distances
 
-        items = load_inputs(args.paths, args.image_size or 64)
+        for option, path in (("--figure", args.figure), ("--map", args.map),
+                             ("--csv", args.csv)):
+            if path:
+                check_output(path, option)
+        items = load_inputs(args.paths, args.image_size or 64, args.on_bad_image)
         if len(items) < 2:
             raise CLIInputError(
                 f"similarity needs at least two datasets; got {len(items)}. Name several "

@@ -6,6 +6,25 @@ with ``allow_pickle=False``, so loading a file somebody else made cannot run cod
 :func:`atomic_write`: to a temporary file in the target's directory, fsync-ed, moved into
 place with :func:`os.replace`, then the directory is fsync-ed.
 
+One rule for every writer (:meth:`KnowledgeBase.save
+<t2v_automl.knowledge.KnowledgeBase.save>`, ``locked_update``, :func:`save_embeddings`,
+hence ``t2v-automl embed``): the path must name a regular file or a new one. A symbolic link
+is followed: the file it points to is replaced atomically and the link stays. A directory,
+a device (``/dev/null``), a named pipe or a socket is refused with
+:class:`~t2v_automl.exceptions.KnowledgeBaseError` before anything is written (replacing
+``/dev/null`` by a regular file would break it for the whole machine). The same goes for
+reading: :func:`read_file_bytes` refuses what is not a regular file (reading ``/dev/zero``
+would never end).
+
+Temporary files are named ``.<file name>.<pid>.<random>.tmp``. A writer killed with
+``kill -9`` leaves its own behind; the next write (or ``locked_update``'s lock) of the same
+file removes those of writers whose process is gone (on this machine) once they have not
+been modified for :data:`STALE_TEMP_AGE` seconds, so another writer's temporary file is never
+removed while it writes (one on another machine sharing the directory could be, if it
+stayed untouched that long in the middle of a write). Files of unknown origin (older
+names, or where process ids cannot be checked, e.g. on Windows) are removed after
+:data:`STALE_TEMP_UNKNOWN_AGE` seconds.
+
 Knowledge base (:data:`FORMAT_NAME`, version :data:`FORMAT_VERSION`)
     Arrays ``embeddings`` ``(n_tasks, dim)``; ``scores``, ``stderr``, ``eval_time``
     ``(n_tasks, n_extractors)``; ``embed_time`` ``(n_tasks,)``; ``extra_0``,
@@ -13,9 +32,12 @@ Knowledge base (:data:`FORMAT_NAME`, version :data:`FORMAT_VERSION`)
     The JSON has the keys ``format``, ``format_version``, ``created_by``, ``meta``,
     ``task_names``, ``extractor_names``, ``provenance``, ``extractor_info``, ``extra``
     (list of ``{"name", "key", "meta"}``), ``arrays`` (sorted array keys besides
-    ``__meta__``) and ``sha256`` (see :func:`checksum`). A truncated, corrupted or edited
-    file fails that check (or the zip's CRC) and is refused with
-    :class:`~t2v_automl.exceptions.KnowledgeBaseError`.
+    ``__meta__``) and ``sha256`` (see :func:`checksum`). A truncated or corrupted file, or
+    one edited without recomputing the checksum, fails that check (or the zip's CRC) and is
+    refused with :class:`~t2v_automl.exceptions.KnowledgeBaseError`. The checksum detects
+    *damage*, not *tampering*: it is not keyed, so whoever edits the file can recompute it
+    and the file is accepted. Trust a knowledge base as you trust its source (loading one
+    never runs code: no pickle).
 
 Embeddings (:data:`EMBEDDINGS_FORMAT`, written by ``t2v-automl embed``)
     Arrays ``embeddings`` ``(n, dim)`` float64, ``task_names`` (unicode) and ``__meta__``
@@ -33,7 +55,10 @@ import importlib.resources
 import io
 import json
 import os
+import re
+import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from importlib.resources.abc import Traversable
@@ -49,9 +74,10 @@ from t2v_automl.knowledge._validate import json_copy
 
 __all__ = [
     "DEFAULT_KNOWLEDGE_FILE", "EMBEDDINGS_FORMAT", "FORMAT_NAME", "FORMAT_VERSION",
-    "MATRIX_KEYS", "META_KEY", "atomic_write", "checksum", "decode_knowledge",
-    "default_resource", "encode_knowledge", "load_embeddings", "read_file_bytes",
-    "real_target", "refusal", "save_embeddings", "write_npz",
+    "MATRIX_KEYS", "META_KEY", "STALE_TEMP_AGE", "STALE_TEMP_UNKNOWN_AGE", "atomic_write",
+    "check_writable", "checksum", "clean_stale_temps", "decode_knowledge", "default_resource",
+    "encode_knowledge", "load_embeddings", "read_file_bytes", "real_target", "refusal",
+    "save_embeddings", "write_npz",
 ]
 
 #: Value of the ``format`` field of a knowledge base's JSON metadata.
@@ -69,6 +95,10 @@ EMBEDDINGS_FORMAT_VERSION = 1
 META_KEY = "__meta__"
 #: Arrays every knowledge-base file has.
 MATRIX_KEYS = ("embeddings", "scores", "stderr", "eval_time", "embed_time")
+#: Seconds without a change after which a dead writer's temporary file is removed.
+STALE_TEMP_AGE = 60.0
+#: The same for a temporary file whose writer cannot be checked (older name, no pid check).
+STALE_TEMP_UNKNOWN_AGE = 3600.0
 
 
 def default_resource() -> Traversable:
@@ -111,6 +141,129 @@ def real_target(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link that "
+                                                                   "cannot be resolved")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def check_writable(path: str | os.PathLike[str], what: str | None = None) -> Path:
+    """The file a writer would replace for ``path``, refused unless regular or new.
+
+    Parameters
+    ----------
+    path : str or path-like
+        What the caller was asked to write; a symbolic link is followed.
+    what : str, optional
+        How messages name what is written (``"the embeddings"``).
+
+    Returns
+    -------
+    pathlib.Path
+        :func:`real_target` of ``path``: a regular file, or a path where nothing exists yet.
+
+    Raises
+    ------
+    KnowledgeBaseError
+        ``path`` is (or a link leads to) a directory, a device such as ``/dev/null``, a
+        named pipe, a socket, or a link that cannot be resolved (a loop).
+    """
+    target = real_target(path)
+    written = f" {what}" if what else ""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise KnowledgeBaseError(f"cannot write{written} to {str(path)!r}: {exc}.") from exc
+    if not stat.S_ISREG(mode):
+        shown = str(path) if str(path) == str(target) else f"{str(path)} -> {str(target)}"
+        raise KnowledgeBaseError(
+            f"refusing to write{written} to {shown!r}: it is {_kind(mode)}, which a write "
+            f"would replace by a regular file. Name a regular file or a new path."
+        )
+    return target
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` exists on this machine (None: cannot tell here)."""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+_TEMP_MIDDLE = re.compile(r"(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}")
+
+
+def clean_stale_temps(target: Path, now: float | None = None) -> list[Path]:
+    """Remove the temporary files that dead writers of ``target`` left (``kill -9``).
+
+    A file ``.<target name>.<pid>.<random>.tmp`` beside ``target`` is removed when process
+    ``pid`` no longer exists here and the file has not changed for :data:`STALE_TEMP_AGE`
+    seconds; one without a pid (older versions) or whose pid cannot be checked, after
+    :data:`STALE_TEMP_UNKNOWN_AGE` seconds. A live writer's file is never removed. Errors
+    (a file removed meanwhile, no permission) are ignored.
+
+    Parameters
+    ----------
+    target : pathlib.Path
+        The real (link-resolved) path of the file written.
+    now : float, optional
+        The current time (:func:`time.time`); for tests.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    prefix = _temp_prefix(target)
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        m = _TEMP_MIDDLE.fullmatch(name[len(prefix):-len(".tmp")])
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        alive = _pid_alive(int(m["pid"])) if m["pid"] else None
+        limit = STALE_TEMP_UNKNOWN_AGE if alive is None else STALE_TEMP_AGE
+        if alive or now - st.st_mtime < limit:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    if removed:
+        logger.info("removed %d temporary file(s) left by dead writers of %s: %s",
+                    len(removed), target, ", ".join(p.name for p in removed))
+    return removed
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -124,35 +277,49 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
+def atomic_write(target: str | os.PathLike[str],
+                 write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file atomically: readers see the old file or the new one, never a part.
 
-    ``write`` fills a temporary file in ``target``'s directory, which is flushed,
-    fsync-ed, given the mode of the file it replaces (0o644 for a new one) and moved over
-    ``target`` with :func:`os.replace`; the directory is then fsync-ed. On any error the
-    temporary file is removed and ``target`` is left as it was.
+    ``write`` fills a temporary file ``.<name>.<pid>.<random>.tmp`` in the target's
+    directory, which is flushed, fsync-ed, given the mode of the file it replaces (0o644
+    for a new one) and moved over the target with :func:`os.replace`; the directory is then
+    fsync-ed. On any error the temporary file is removed and the target is left as it was.
+    Stale temporary files of the same target are removed first
+    (:func:`clean_stale_temps`).
 
     Parameters
     ----------
-    target : pathlib.Path
-        The file to (re)place; its directory must exist. Not resolved: pass
-        :func:`real_target` of a path to replace the file a link points to.
+    target : str or path-like
+        The file to (re)place; its directory must exist. A symbolic link is followed (the
+        file it points to is replaced, the link stays); it must name a regular file or a
+        new path (:func:`check_writable`).
     write : callable
         Called once with the binary file object to write.
 
     Returns
     -------
     pathlib.Path
-        ``target``.
+        The file written (links resolved).
+
+    Raises
+    ------
+    KnowledgeBaseError
+        ``target`` is a directory, a device, a named pipe, a socket or an unresolvable link;
+        nothing is written.
     """
+    target = check_writable(target)
     directory = target.parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    clean_stale_temps(target)
+    fd, tmp_name = tempfile.mkstemp(dir=directory, suffix=".tmp",
+                                    prefix=f"{_temp_prefix(target)}{os.getpid()}.")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        check_writable(target)  # it may have become something else meanwhile
         mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
         os.chmod(tmp, mode)
         os.replace(tmp, target)
@@ -164,7 +331,7 @@ def atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return target
 
 
-def write_npz(target: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+def write_npz(target: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:
     """:func:`atomic_write` of ``arrays`` as an uncompressed ``.npz`` (:func:`numpy.savez`)."""
     return atomic_write(target, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
@@ -250,8 +417,18 @@ def encode_knowledge(
 
 
 def read_file_bytes(path: Path) -> bytes:
-    """The bytes of a knowledge-base file; :class:`KnowledgeBaseError` if it cannot be read."""
+    """The bytes of a knowledge-base file; :class:`KnowledgeBaseError` if it cannot be read.
+
+    Only a regular file (or a link to one) is read: a directory, a device (``/dev/zero``
+    would never end), a named pipe (which would block) or a socket is refused.
+    """
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise KnowledgeBaseError(
+                f"cannot read knowledge base file {str(path)!r}: it is {_kind(mode)}, not a "
+                f"regular file."
+            )
         return path.read_bytes()
     except FileNotFoundError:
         raise KnowledgeBaseError(
@@ -418,7 +595,8 @@ def save_embeddings(path: str | os.PathLike[str], embeddings: Sequence[Embedding
     """Write embeddings to ``path`` (``.npz``, no pickle) and a readable ``.json`` beside it.
 
     Both files are written atomically (see :func:`atomic_write`); the directory is created
-    if needed.
+    if needed. Each path must be a regular file, a link to one, or new: both are checked
+    before either is written.
 
     Parameters
     ----------
@@ -442,6 +620,8 @@ def save_embeddings(path: str | os.PathLike[str], embeddings: Sequence[Embedding
         ``embeddings`` is empty.
     IncompatibleEmbeddingError
         The embeddings were made differently.
+    KnowledgeBaseError
+        ``path`` or its ``.json`` is a directory, a device, a named pipe or a socket.
     """
     from t2v_automl import __version__
 
@@ -457,13 +637,15 @@ def save_embeddings(path: str | os.PathLike[str], embeddings: Sequence[Embedding
            "created_by": f"t2v-automl {__version__}",
            "meta": {**meta.to_dict(), "n_images": 0}, "tasks": list(tasks_info)}
     text = json.dumps(doc, indent=2, sort_keys=False)
+    json_path = path.with_suffix(".json")
+    check_writable(path, "the embeddings")  # both checked before either is written
+    check_writable(json_path, "the embeddings' metadata")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz(real_target(path), {
+    write_npz(path, {
         "embeddings": stack_embeddings(embeddings),
         "task_names": np.asarray([e.task_name for e in embeddings], dtype=str),
         META_KEY: np.frombuffer(text.encode(), dtype=np.uint8)})
-    json_path = path.with_suffix(".json")
-    atomic_write(real_target(json_path), lambda fh: fh.write((text + "\n").encode()))
+    atomic_write(json_path, lambda fh: fh.write((text + "\n").encode()))
     logger.debug("saved %d embedding(s) to %s", len(embeddings), path)
     return path, json_path
 

@@ -13,6 +13,10 @@ holds two locks while it loads, yields and saves:
   soft (marker-file) fallback of filelock, which a killed holder would leave taken, is
   turned off: where the file system has no working lock the update fails with a message
   instead. The sidecar file stays in place after release (removing it would open a race).
+
+Once both are held, the temporary files that writers killed in the middle of a save left
+beside the file are removed (:func:`t2v_automl.knowledge._io.clean_stale_temps`: only those
+of processes that are gone).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from t2v_automl.exceptions import KnowledgeBaseError
+from t2v_automl.knowledge._io import clean_stale_temps
 
 __all__ = ["exclusive_lock", "lock_path_for", "reset_thread_locks"]
 
@@ -126,6 +131,7 @@ def exclusive_lock(target: Path, timeout: float | None = None) -> Iterator[Path]
                 f"separate files and merge() them."
             ) from exc
         try:
+            clean_stale_temps(target)
             yield lock_path
         finally:
             file_lock.release()

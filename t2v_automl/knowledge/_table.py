@@ -606,18 +606,26 @@ class KnowledgeBase:
         The data go to a temporary file in the same directory, which is fsync-ed and then
         moved over ``path`` with :func:`os.replace`, so readers see either the old or the
         new file, never a partial one. No suffix is added to ``path``; a symbolic link is
-        followed (the file it points to is replaced, the link stays). Concurrent writers
-        should use :meth:`locked_update`.
+        followed (the file it points to is replaced, the link stays), as by every writer
+        of the package; temporary files left by killed writers are removed. Concurrent
+        writers should use :meth:`locked_update`.
 
         Parameters
         ----------
         path : str or path-like
-            Target file, conventionally ``*.npz``. Its directory must exist.
+            Target file, conventionally ``*.npz``: a regular file, a link to one, or a new
+            path. Its directory must exist.
 
         Returns
         -------
         pathlib.Path
-            The path written.
+            The path written (links resolved).
+
+        Raises
+        ------
+        KnowledgeBaseError
+            No such directory, or ``path`` leads to a directory, a device (``/dev/null``),
+            a named pipe or a socket: nothing is written.
         """
         target = real_target(path)
         if not target.parent.is_dir():
@@ -649,8 +657,9 @@ class KnowledgeBase:
         Raises
         ------
         KnowledgeBaseError
-            The file is missing, truncated, corrupted, tampered with, holds pickled objects,
-            or was written by an unsupported format version.
+            The file is missing, not a regular file, damaged (truncated, corrupted, edited
+            without recomputing its sha256: it detects damage, not tampering), holds
+            pickled objects, or has an unsupported format version.
         IncompatibleEmbeddingError
             ``expected_meta`` disagrees with the base's meta (the message names how).
         """

@@ -275,7 +275,12 @@ def test_a_writer_killed_mid_save_leaves_the_lock_free(tmp_path: Path) -> None:
         child.join(30)
     assert child.exitcode == -signal.SIGKILL
     assert path.read_bytes() == good  # the half-written temporary file never replaced it
+    (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert left.name.startswith(f".kb.npz.{child.pid}.")  # the dead writer's, by its pid
+    old = time.time() - 120  # as if the crash was two minutes ago
+    os.utime(left, (old, old))
     with KnowledgeBase.locked_update(path, META, timeout=10) as kb:
         assert kb.task_names == ["kept"]
         kb.add("after", _vec(2), {"e": 0.25})
     assert KnowledgeBase.load(path).task_names == ["kept", "after"]
+    assert not left.exists()  # removed by the next writer (issue 18)
