@@ -224,7 +224,8 @@ def make_hybrid(args: argparse.Namespace, kb: KnowledgeBase) -> HybridSelector:
         embedder=Task2VecEmbedder(**embedder_params(args, kb.meta)),
         transferability=TransferabilitySelector(
             measure="logme" if measure == "none" else measure,
-            device="cpu" if device == "auto" else device), **off)
+            device="cpu" if device == "auto" else device,
+            verbose=int(args.console.progress)), **off)
 
 
 def check_candidates(candidates: Sequence[str] | None, names: Sequence[str]) -> None:

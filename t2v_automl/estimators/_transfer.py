@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from t2v_automl._logging import progress
 from t2v_automl._validation import check_int
 from t2v_automl.estimators._base import SelectorMixin
 from t2v_automl.exceptions import InvalidInputTypeError, UnknownNameError
@@ -80,6 +81,8 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         Seeds the image subsample.
     memory : None, str, path or joblib.Memory, default=None
         Disk cache of the features (:func:`~t2v_automl.transferability.task_features`).
+    verbose : int, default=0
+        A progress bar over the (task, candidate) passes when truthy.
 
     Attributes
     ----------
@@ -89,7 +92,7 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
     def __init__(self, measure: str = "logme", extractors: Sequence[str] | None = None,
                  input_size: int | None = None, max_images: int | None = 500,
                  batch_size: int = 128, device: str = "cpu", random_state: int = 0,
-                 memory: Any = None) -> None:
+                 memory: Any = None, verbose: int = 0) -> None:
         self.measure = measure
         self.extractors = extractors
         self.input_size = input_size
@@ -98,6 +101,7 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.memory = memory
+        self.verbose = verbose
 
     def fit(self, X: Any = None, y: Any = None) -> TransferabilitySelector:
         """Fix the candidate extractors.
@@ -196,9 +200,9 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         tasks = [subsample_task(t, self.max_images, self.random_state) for t in _tasks(X)]
         out = np.full((len(tasks), len(self.extractor_names_)), np.nan)
         times = np.zeros_like(out)
-        for i, task in enumerate(tasks):
-            for j, name in enumerate(self.extractor_names_):
-                out[i, j], times[i, j] = self._one(name, task)
+        cells = [(i, j) for i in range(len(tasks)) for j in range(len(self.extractor_names_))]
+        for i, j in progress(cells, verbose=self.verbose, desc=self.measure):
+            out[i, j], times[i, j] = self._one(self.extractor_names_[j], tasks[i])
         return (out, times) if return_times else out
 
     def predict(self, X: Any) -> np.ndarray:
