@@ -83,10 +83,11 @@ class Task2VecSampler(BaseSampler):
         minimisation studies; default: the value itself.
     exploration : float, default=0.2
         Probability, in [0, 1], that a trial's extractor is drawn by the base sampler
-        (over all the study's choices) rather than from the ranking. On the warm-start
-        benchmark (``benchmarks/results/warm_start.md``) 0.1-0.3 raise the share of runs
-        that reach the best achievable accuracy within 40 trials from 75 % to 84-87 %
-        without slowing the first trials; 0 draws only from the ranking.
+        (over all the study's choices) rather than from the ranking: without it the
+        softmax settles on a few extractors and misses the best one when the ranking
+        does (the share of runs reaching the best achievable accuracy on the warm-start
+        benchmark is in ``benchmarks/results/warm_start.md``); 0 draws only from the
+        ranking.
     task : task, optional
         The task's images when ``embedding`` is its embedding already (a
         :class:`~t2v_automl.tasks.Task`, an ``(images, labels)`` pair...): a selector with
