@@ -7,7 +7,8 @@ that also helps the selector: every task of the shipped knowledge base is re-emb
 with each ``head_epochs`` (the training split, as the base was built), and the
 embedding-only ``ExtractorSelector`` (k = 3 nearest, inverse distance) is scored on the
 selection benchmark's protocols (leave-one-source-dataset-out, leave-one-label-function-
-out, leave-one-task-out) with the Hellinger and the symmetric distances. The 10-epoch
+out, leave-one-task-out; ``_common.folds`` and ``_common.cv_rank_scores``, as
+``selection.py``) with the Hellinger and the symmetric distances. The 10-epoch
 re-embedding is checked against the shipped embeddings.
 
 Run::
@@ -29,9 +30,20 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+# the benchmarks are scripts, not a package: the shared helpers (``_common``, which
+# ``selection.py`` evaluates with too) are imported from the script's own folder
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, machine_line, md_table, write_results  # noqa: E402
-from selection import BenchData, Method, _method_result, selector_predictor  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    BenchData,
+    cv_rank_scores,
+    held_out,
+    machine,
+    machine_line,
+    md_table,
+    ranking_metrics,
+    write_results,
+)
 
 from t2v_automl.estimators import ExtractorSelector, Task2VecEmbedder  # noqa: E402
 from t2v_automl.knowledge import KnowledgeBase  # noqa: E402
@@ -53,9 +65,6 @@ def run(head_epochs: list[int], n_jobs: int, n_boot: int) -> dict:
         t0 = time.perf_counter()
         E = Task2VecEmbedder(head_epochs=he, device="cpu", n_jobs=n_jobs).fit_transform(tasks)
         seconds = time.perf_counter() - t0
-        key = f"head_epochs={he}"
-        data.embeddings[key] = E
-        data.embed_time[key] = data.embed_time["fisher"]
         ok = np.isfinite(probe_error)
         rho, p = spearmanr(E.sum(1)[ok], probe_error[ok])
         row = {"head_epochs": he, "seconds": seconds, "spearman_l1_error": float(rho),
@@ -66,9 +75,11 @@ def run(head_epochs: list[int], n_jobs: int, n_boot: int) -> dict:
         out["embeddings"].append(row)
         for protocol in PROTOCOLS:
             for metric in METRICS:
-                meth = Method(f"{key} {metric}", "task2vec", selector_predictor(
-                    key, lambda m=metric: ExtractorSelector(metric=m)))
-                r = _method_result(data, protocol, meth, n_boot)
+                pred, secs = cv_rank_scores(ExtractorSelector(metric=metric), E, data,
+                                            protocol)
+                rows = held_out(data, protocol)
+                r = ranking_metrics(data.scores[rows], pred,
+                                    data.embed_time["fisher"][rows] + secs, n_boot)
                 res = {"head_epochs": he, "protocol": protocol, "metric": metric,
                        "tau": r["tau"], "regret": r["regret"], "regret_ci": r["regret_ci"],
                        "top3": r["top3"], "n_tasks": r["n_tasks"]}

@@ -60,9 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, md_table, write_results  # noqa: E402
 
 from t2v_automl.distances import DistanceIndex  # noqa: E402
-from t2v_automl.estimators import ExtractorSelector  # noqa: E402
-from t2v_automl.estimators._selector import _neighbour_average, _ranking_order  # noqa: E402
+from t2v_automl.estimators import ExtractorSelector, neighbour_average  # noqa: E402
 from t2v_automl.knowledge import KnowledgeBase  # noqa: E402
+from t2v_automl.metrics import ranking_order  # noqa: E402
 
 METRICS = ("hellinger", "symmetric", "asymmetric", "normalized_cosine")
 N_EXTRACTORS = 13
@@ -199,8 +199,8 @@ def run_index(E: np.ndarray, Y: np.ndarray, names: list[str], metric: str, dtype
         build_s = time.perf_counter() - t
 
     def rank_one(q: np.ndarray) -> np.ndarray:
-        scores = _neighbour_average(index.query(q), Y, 3, "distance")
-        return labels[_ranking_order(scores)]
+        scores = neighbour_average(index.query(q), Y, 3, "distance")
+        return labels[ranking_order(scores)]
 
     with PeakMemory() as q_mem:
         times, ranks = latencies(rank_one, queries, repeats, budget_s)

@@ -6,7 +6,7 @@ ranking is compared with the held-out task's true scores. Three protocols:
 
 ``loto`` (leave one task out)
     Each task in turn is held out; all the others are known. The reference "best of the
-    same source dataset" is :class:`~t2v_automl.baselines.BestOnAverage` fitted on the
+    same source dataset" is :class:`~t2v_automl.estimators.BestOnAverage` fitted on the
     known tasks of the held-out task's source dataset only: on class-subset tasks the
     nearest known tasks mostly come from the same dataset, so a selector that merely
     recognises the dataset does as well as this reference.
@@ -26,6 +26,12 @@ ranking is compared with the held-out task's true scores. Three protocols:
     (BestOnAverage on the known tasks of that dataset / pool) show what recognising the
     images alone gives.
 
+The plain selectors go through scikit-learn: ``cross_val_predict`` with
+``LeaveOneGroupOut`` (groups: the task for ``loto``, the source dataset for ``loso``) of
+the selector wrapped so that its prediction is its :meth:`rank` (``_common.RankScores``);
+``lolo`` is not a partition of the tasks (the subset tasks are always known), so it fits
+and ranks fold by fold, the same computation.
+
 Methods (hyper-parameters are **fixed in advance**: the library defaults, listed in the
 results; nothing is tuned on the held-out tasks. One extra row, ``model2vec sym (inner
 CV)``, chooses ``temperature`` of the model2vec selector among 0.003, 0.01 and 0.03 by an
@@ -36,99 +42,134 @@ affordable):
 - ``optimal`` (oracle: the true scores; its time is brute force, the sum of the
   evaluation times of all extractors) and ``chance`` (the expected value of a uniformly
   random extractor: exact for regret and top-3, a 200-permutation average for tau);
-- ``ImageNet default``: :class:`~t2v_automl.baselines.FixedExtractor` with
+- ``ImageNet default``: :class:`~t2v_automl.estimators.FixedExtractor` with
   ``efficientnet_lite0`` (the class's default; the strongest single extractor of the
   design prototype, so the hardest fixed default to beat);
-- ``best on average`` (:class:`~t2v_automl.baselines.BestOnAverage`) and ``meta-feature
-  kNN`` (:class:`~t2v_automl.baselines.MetaFeatureKNN`, k=5, on the four meta-features
+- ``best on average`` (:class:`~t2v_automl.estimators.BestOnAverage`) and ``meta-feature
+  kNN`` (:class:`~t2v_automl.estimators.MetaFeatureKNN`, k=5, on the four meta-features
   of each task's training split);
 - :class:`~t2v_automl.estimators.ExtractorSelector` on the main (Fisher) embedding:
   ``nearest`` (k=3, inverse-distance weights) with the symmetric, asymmetric and
   Hellinger distances (Hellinger: ``ExtractorSelector()``, the embedding-only default),
   ``model2vec`` (symmetric distance), and both strategies with ``normalized_cosine`` (the
   metric the cheap embeddings must use);
-- the **default**, :class:`~t2v_automl.estimators.HybridSelector`: ``ExtractorSelector()``
-  on the Fisher embedding blended with LogME by the task's novelty (gate centre 1.5,
-  steepness 4; rows with centres 1.0 and 2.0 show the sensitivity, and one row uses the
-  domain embedding instead of the Fisher);
+- the **default**, :class:`~t2v_automl.estimators.HybridSelector` itself: per fold
+  ``HybridSelector.from_knowledge(kb.subset(known), transferability=
+  TransferabilitySelector(memory=<the shared feature cache>), <the row's parameters>)``,
+  then ``explain(tasks, embeddings=<the base's Fisher embeddings of the held-out tasks>,
+  domain_embeddings=<their domain embeddings>)`` (the domain ones only when the screen is
+  on). Defaults: ``ExtractorSelector()`` on the Fisher embedding blended with LogME by the
+  task's novelty (gate centre 1.5, steepness 4, ``min_gate`` 0.1, domain screen 4.0);
+  rows with centres 1.0 and 2.0, without the screen, with the screen at 2.5 and with
+  ``min_gate`` 0.01 show the sensitivity. One row the estimator cannot express — the
+  domain embedding in the place of the Fisher, from the features the LogME pass computes
+  anyway — is composed of the public gate functions
+  (:func:`~t2v_automl.estimators.novelty_gate`,
+  :func:`~t2v_automl.estimators.blend_with_transferability`);
 - the same selectors on the extra embedding sets: ``montecarlo_full`` (a Fisher as well:
   all four distances), ``domain`` and ``label_stat`` (``normalized_cosine``);
 - transferability scores (LogME, LEEP, NCE, H-score, 5-NN accuracy) of each candidate's
   features of the held-out task's *training* images (what a user has), at the input size
-  of the brute force (64 px for the resizable ImageNet networks); LEEP and NCE use the
-  extractor's own source head and rank extractors without one last.
+  of the brute force (64 px for the resizable ImageNet networks), by the product's
+  :class:`~t2v_automl.estimators.TransferabilitySelector` (its defaults: at most 500
+  images, which every training split here is); LEEP and NCE use the extractor's own
+  source head and rank extractors without one last.
 
-Metrics per method: mean weighted Kendall tau (:func:`~t2v_automl.estimators.weighted_tau`,
+Metrics per method: mean weighted Kendall tau (:func:`~t2v_automl.metrics.weighted_tau`,
 tasks whose true scores are all tied are left out), top-1 regret in accuracy points with
 a percentile-bootstrap 95 % CI over held-out tasks, top-3 hit rate (a true best extractor,
-ties included, is among the first three predicted) and the wall time per new task:
-embedding time (``kb.embed_time`` or the extra set's recorded time) + fitting the
-selector on the known tasks + predicting (the fit is counted in full for every new task,
-an upper bound); transferability: features (and source logits) of every candidate +
-score; brute force: the sum of ``kb.eval_time`` over the extractors (features of train
-and test images + probe fit, charged in full to each task of a relabel pool).
+ties included, is among the first three predicted) and the time per new task:
+
+- plain selectors: the embedding time (``kb.embed_time`` or the extra set's recorded
+  time) + the CPU seconds of fitting the selector on the known tasks (counted in full for
+  every new task, an upper bound) + ranking;
+- the hybrid rows: the recorded embedding times (the domain embedding when the screen is
+  on; the Fisher of the tasks not screened) + the CPU seconds of ``explain`` (less those
+  of its transferability call, whose features come from the cache) + ``explain``'s
+  ``transfer_seconds`` of the tasks it computed a score for. **Changed** from the runs
+  before the hybrid rows called the estimator: fitting the hybrid on the known tasks
+  (``from_knowledge``) is no longer counted (it is done once for any number of new
+  tasks), and the transferability seconds are those ``task_features`` recorded, the wall
+  seconds of the run that computed the features (they were CPU seconds of one thread);
+- transferability rows: the same recorded feature seconds of every candidate + the score;
+- brute force: the sum of ``kb.eval_time`` over the extractors (features of train and
+  test images + probe fit, charged in full to each task of a relabel pool).
 
 Usage::
 
-    python benchmarks/selection.py            # the shipped knowledge base, all protocols
+    python benchmarks/selection.py --precompute-only   # fill the feature cache, stop
+    python benchmarks/selection.py                     # all protocols and methods
 
-The transferability pass builds the tasks again with ``make_suite`` (same suite and seed
-as the knowledge base), runs on one thread and caches per-task results under
-``benchmarks/.cache/selection/`` (joblib ``Memory``); features of one relabel image pool
-are computed once and their time charged to every task of the pool.
+The transferability pass builds the tasks again with ``iter_suite`` (same suite and seed
+as the knowledge base), runs on one thread and reads or fills the benchmarks' one feature
+cache, ``benchmarks/.cache/features`` (``t2v_automl.transferability.task_features`` on a
+joblib ``Memory``, keyed by extractor weights, task fingerprint, output kind and input
+size); the hybrid rows read the same cache through their ``TransferabilitySelector``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# the benchmarks are scripts, not a package: the shared helpers are imported from the
+# script's own folder
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bootstrap_ci, machine, md_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    FEATURE_CACHE,
+    MEASURES,
+    PROTOCOLS,
+    BenchData,
+    RankScores,
+    bootstrap_ci,
+    cv_rank_scores,
+    feature_memory,
+    folds,
+    held_out,
+    machine,
+    md_table,
+    ranking_metrics,
+    task_transferability,
+    top3_hit,
+    transfer_inputs,
+    write_results,
+)
 
-from t2v_automl.baselines import (  # noqa: E402
-    BestOnAverage,
-    FixedExtractor,
-    MetaFeatureKNN,
-    h_score,
-    knn_accuracy,
-    leep,
-    logme,
-    meta_features,
-    nce,
-)
 from t2v_automl.estimators import (  # noqa: E402
-    ExtractorSelector,
-    HybridSelector,
-    blend_with_transferability,
-)
-from t2v_automl.estimators._selector import (  # noqa: E402
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
+    BestOnAverage,
+    ExtractorSelector,
+    FixedExtractor,
+    HybridSelector,
+    MetaFeatureKNN,
+    TransferabilitySelector,
+    blend_with_transferability,
     novelty_gate,
-    top1_regret,
-    weighted_tau,
 )
 from t2v_automl.knowledge import KnowledgeBase  # noqa: E402
+from t2v_automl.metrics import top1_regret, weighted_tau  # noqa: E402
+
+__all__ = ["CACHE", "MEASURES", "PROTOCOLS", "BenchData", "Method", "chance_metrics",
+           "folds", "hybrid_predictor", "main", "methods", "run_protocol", "top3_hit",
+           "transfer_inputs"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache" / "selection"
-PROTOCOLS = ("loto", "loso", "lolo")
+#: The feature cache the transferability pass reads and fills (``--cache-dir``).
+CACHE = FEATURE_CACHE
 PROTOCOL_TITLES = {
     "loto": "Leave one task out",
     "loso": "Leave one source dataset out",
     "lolo": "Leave one label function out (relabelled tasks)",
 }
-MEASURES = ("logme", "leep", "nce", "h_score", "knn_accuracy")
 MEASURE_TITLES = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
                   "knn_accuracy": "kNN accuracy"}
 #: The ImageNet default of the paper's Table 1 (see the module docstring).
@@ -145,157 +186,9 @@ HYBRID_SCREEN_ALT = 2.5
 HYBRID_MIN_GATE_ALT = 0.01
 #: Inner-CV grid of the default selector (``temperature``, ``reg``).
 INNER_GRID = ((0.003, 0.1), (0.01, 0.1), (0.03, 0.1))
-#: Bump when what a cached transferability entry holds changes.
-_CACHE_VERSION = 2
-
-
-# ----------------------------------------------------------------------------- data
-@dataclass
-class BenchData:
-    """What the protocols need from a knowledge base (plus optional per-task extras).
-
-    Attributes
-    ----------
-    task_names, extractor_names : list of str
-    scores : ndarray of shape (n_tasks, n_extractors)
-        True scores (accuracy in [0, 1]; NaN = not measured).
-    eval_time : ndarray of shape (n_tasks, n_extractors)
-        Brute-force seconds per cell.
-    kind, source, pool, label_function : ndarray of str, shape (n_tasks,)
-        Provenance of each task.
-    embeddings : dict of str to ndarray
-        ``"fisher"`` (the main set) and the extra sets, each ``(n_tasks, dim)``.
-    embed_time : dict of str to ndarray
-        Seconds per task for each embedding set (NaN = unknown).
-    meta_features : ndarray of shape (n_tasks, 4) or None
-    meta_time : ndarray of shape (n_tasks,) or None
-        Seconds to compute the meta-features of a task.
-    transfer : dict of str to (ndarray, ndarray)
-        Measure -> (scores ``(n_tasks, n_extractors)``, seconds per task ``(n_tasks,)``).
-    """
-
-    task_names: list[str]
-    extractor_names: list[str]
-    scores: np.ndarray
-    eval_time: np.ndarray
-    kind: np.ndarray
-    source: np.ndarray
-    pool: np.ndarray
-    label_function: np.ndarray
-    embeddings: dict[str, np.ndarray]
-    embed_time: dict[str, np.ndarray]
-    meta_features: np.ndarray | None = None
-    meta_time: np.ndarray | None = None
-    transfer: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-
-    @classmethod
-    def from_knowledge(cls, kb: KnowledgeBase) -> BenchData:
-        """Read scores, provenance, embeddings and timings from a knowledge base.
-
-        Parameters
-        ----------
-        kb : KnowledgeBase
-
-        Returns
-        -------
-        BenchData
-            Extra embedding sets with a task lacking an entry are left out.
-        """
-        prov = kb.provenance
-
-        def field_of(key: str, default: str) -> np.ndarray:
-            return np.array([str(p.get(key, default)) for p in prov], dtype=object)
-
-        emb = {"fisher": kb.embeddings}
-        times = {"fisher": kb.embed_time}
-        for name in kb.extra_names:
-            _, values = kb.extra_embeddings(name)
-            if not np.isfinite(values).all():
-                continue
-            emb[name] = values
-            times[name] = np.array(
-                [float(p.get("extra_embed_time_s", {}).get(name, np.nan)) for p in prov])
-        return cls(task_names=kb.task_names, extractor_names=kb.extractor_names,
-                   scores=kb.scores, eval_time=kb.eval_time,
-                   kind=field_of("kind", "subset"), source=field_of("source_dataset", "?"),
-                   pool=np.array([str(p.get("pool", kb.task_names[i]))
-                                  for i, p in enumerate(prov)], dtype=object),
-                   label_function=field_of("label_function", "identity"),
-                   embeddings=emb, embed_time=times)
-
-    def __len__(self) -> int:
-        return len(self.task_names)
-
-    @property
-    def n_extractors(self) -> int:
-        """Number of extractors (columns of :attr:`scores`)."""
-        return len(self.extractor_names)
-
-
-# ----------------------------------------------------------------------------- protocols
-def folds(data: BenchData, protocol: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The folds of a protocol.
-
-    Parameters
-    ----------
-    data : BenchData
-    protocol : {"loto", "loso", "lolo"}
-
-    Returns
-    -------
-    list of (label, test indices, known mask)
-        Every held-out task appears in exactly one fold; the known mask never contains a
-        held-out task.
-    """
-    n = len(data)
-    out: list[tuple[str, np.ndarray, np.ndarray]] = []
-    if protocol == "loto":
-        for i in range(n):
-            known = np.ones(n, dtype=bool)
-            known[i] = False
-            out.append((data.task_names[i], np.array([i]), known))
-    elif protocol == "loso":
-        for s in sorted(set(data.source)):
-            held = data.source == s
-            out.append((s, np.flatnonzero(held), ~held))
-    elif protocol == "lolo":
-        relabel = data.kind == "relabel"
-        for f in sorted(set(data.label_function[relabel])):
-            held = relabel & (data.label_function == f)
-            out.append((f, np.flatnonzero(held), ~held))
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    return out
 
 
 # ----------------------------------------------------------------------------- metrics
-def top3_hit(y_true: np.ndarray, y_score: np.ndarray, k: int = 3) -> np.ndarray:
-    """Whether a true best extractor (ties included) is among the first ``k`` predicted.
-
-    Parameters
-    ----------
-    y_true, y_score : ndarray of shape (n_tasks, n_extractors)
-        True scores (NaN = not measured: never counted) and predicted scores (NaN ranks
-        last; ties keep the column order).
-    k : int, default=3
-
-    Returns
-    -------
-    ndarray of shape (n_tasks,)
-        1.0 or 0.0; NaN for a task without a measured extractor.
-    """
-    out = np.full(y_true.shape[0], np.nan)
-    for i in range(y_true.shape[0]):
-        known = ~np.isnan(y_true[i])
-        if not known.any():
-            continue
-        best = known & (y_true[i] == np.nanmax(y_true[i]))
-        key = np.where(np.isnan(y_score[i]), np.inf, -y_score[i])
-        order = [j for j in np.argsort(key, kind="stable") if known[j]][:k]
-        out[i] = float(best[order].any())
-    return out
-
-
 def chance_metrics(y_true: np.ndarray, n_perm: int = 200, seed: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expected tau, regret and top-3 hit of a uniformly random ranking, per task.
@@ -330,9 +223,13 @@ def chance_metrics(y_true: np.ndarray, n_perm: int = 200, seed: int = 0
     return tau, reg, hit
 
 
+
 # ----------------------------------------------------------------------------- methods
-#: A method: ``(data, known indices, test indices) -> (predicted scores, seconds per task)``.
-Predictor = Callable[[BenchData, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: A method over one protocol: ``(data, protocol) -> (predicted scores, seconds per task)``,
+#: rows = the held-out tasks in :func:`folds` order.
+Predictor = Callable[[BenchData, str], tuple[np.ndarray, np.ndarray]]
+#: A method on one fold: ``(data, known indices, test indices) -> (scores, seconds)``.
+FoldPredictor = Callable[[BenchData, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -343,8 +240,8 @@ class Method:
     ----------
     name : str
     group : str
-        ``"reference"``, ``"baseline"``, ``"task2vec"``, ``"cheap embedding"`` or
-        ``"transferability"``.
+        ``"reference"``, ``"baseline"``, ``"task2vec"``, ``"cheap embedding"``,
+        ``"transferability"`` or ``"hybrid"``.
     predict : Predictor or None
         None for ``chance`` (computed in closed form).
     params : str
@@ -360,39 +257,20 @@ class Method:
     protocols: tuple[str, ...] = PROTOCOLS
 
 
-def _rank_scores(est: Any, X_known: Any, Y_known: np.ndarray, X_test: Any,
-                 names: Sequence[str]) -> tuple[np.ndarray, float, float]:
-    """Fit ``est`` on the known tasks, rank the extractors of the test tasks.
-
-    Extractors without any known score are left out of the fit and ranked last.
-
-    Returns
-    -------
-    scores : ndarray of shape (n_test, n_extractors)
-        ``n_extractors - position`` in the predicted ranking (higher = better).
-    fit_s, predict_s : float
-        CPU seconds (one thread) for ``fit`` and for ``rank`` over all test tasks.
-    """
-    cols = np.flatnonzero(~np.isnan(Y_known).all(axis=0))
-    sub = [names[j] for j in cols]
-    est.set_params(extractor_names=sub)
-    t0 = time.process_time()
-    est.fit(X_known, Y_known[:, cols])
-    fit_s = time.process_time() - t0
-    t0 = time.process_time()
-    ranked = est.rank(X_test)
-    predict_s = time.process_time() - t0
-    index = {n: j for j, n in enumerate(names)}
-    m = len(names)
-    out = np.full((ranked.shape[0], m), np.nan)
-    for i, row in enumerate(ranked):
-        for pos, name in enumerate(row):
-            out[i, index[name]] = float(m - pos)
-    return out, fit_s, predict_s
+def by_fold(fn: FoldPredictor) -> Predictor:
+    """A :data:`Predictor` that runs ``fn`` on every fold of the protocol."""
+    def run(data: BenchData, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+        preds, times = [], []
+        for _, test, known in folds(data, protocol):
+            p, t = fn(data, np.flatnonzero(known), test)
+            preds.append(p)
+            times.append(np.broadcast_to(np.asarray(t, dtype=float), (len(test),)))
+        return np.vstack(preds), np.concatenate(times).astype(float)
+    return run
 
 
 def selector_predictor(embedding: str, make: Callable[[], Any]) -> Predictor:
-    """A predictor that fits an embedding-based selector on the known tasks.
+    """An embedding-based selector, cross-validated over the protocol's folds.
 
     Parameters
     ----------
@@ -401,48 +279,42 @@ def selector_predictor(embedding: str, make: Callable[[], Any]) -> Predictor:
     make : callable
         Returns a fresh, unfitted selector.
     """
-    def run(data: BenchData, known: np.ndarray, test: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-        E = data.embeddings[embedding]
-        pred, fit_s, pred_s = _rank_scores(make(), E[known], data.scores[known], E[test],
-                                           data.extractor_names)
-        t = data.embed_time[embedding][test] + fit_s + pred_s / len(test)
-        return pred, t
+    def run(data: BenchData, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+        pred, secs = cv_rank_scores(make(), data.embeddings[embedding], data, protocol)
+        return pred, data.embed_time[embedding][held_out(data, protocol)] + secs
     return run
 
 
 def table_predictor(make: Callable[[], Any], use_meta: bool = False) -> Predictor:
-    """A predictor for selectors that need no embedding (or the meta-features)."""
-    def run(data: BenchData, known: np.ndarray, test: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+    """A selector that needs no embedding (or the meta-features), cross-validated."""
+    def run(data: BenchData, protocol: str) -> tuple[np.ndarray, np.ndarray]:
         if use_meta:
             if data.meta_features is None or data.meta_time is None:
                 raise RuntimeError("meta-features were not computed")
-            Xk, Xt, extra = data.meta_features[known], data.meta_features[test], \
-                data.meta_time[test]
+            X, extra = data.meta_features, data.meta_time[held_out(data, protocol)]
         else:
-            Xk, Xt, extra = np.zeros((len(known), 1)), np.zeros((len(test), 1)), 0.0
-        pred, fit_s, pred_s = _rank_scores(make(), Xk, data.scores[known], Xt,
-                                           data.extractor_names)
-        return pred, extra + fit_s + pred_s / len(test)
+            X, extra = np.zeros((len(data), 1)), 0.0
+        pred, secs = cv_rank_scores(make(), X, data, protocol)
+        return pred, extra + secs
     return run
 
 
-def group_best_predictor(attr: str) -> Predictor:
+def group_best_predictor(attr: str) -> FoldPredictor:
     """BestOnAverage over the known tasks sharing ``attr`` (``"source"``/``"pool"``)."""
     def run(data: BenchData, known: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
         groups = getattr(data, attr)
-        pred = np.full((len(test), data.n_extractors), np.nan)
+        m = data.n_extractors
+        pred = np.full((len(test), m), np.nan)
         times = np.zeros(len(test))
         for i, t in enumerate(test):
             same = known[groups[known] == groups[t]]
             if same.size == 0:
                 continue
-            p, fit_s, pred_s = _rank_scores(BestOnAverage(), np.zeros((len(same), 1)),
-                                            data.scores[same], np.zeros((1, 1)),
-                                            data.extractor_names)
-            pred[i], times[i] = p[0], fit_s + pred_s
+            est = RankScores(BestOnAverage(), data.extractor_names)
+            out = est.fit(np.zeros((len(same), 1)), data.scores[same]).predict(
+                np.zeros((1, 1)))[0]
+            pred[i], times[i] = out[:m], out[m] + out[m + 1]
         return pred, times
     return run
 
@@ -453,8 +325,8 @@ def oracle_predictor(data: BenchData, known: np.ndarray, test: np.ndarray
     return data.scores[test], np.nansum(data.eval_time[test], axis=1)
 
 
-def transfer_predictor(measure: str) -> Predictor:
-    """The precomputed transferability scores of the held-out tasks."""
+def transfer_predictor(measure: str) -> FoldPredictor:
+    """The transferability scores of the held-out tasks (from the transferability pass)."""
     def run(data: BenchData, known: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
         s, t = data.transfer[measure]
@@ -462,100 +334,135 @@ def transfer_predictor(measure: str) -> Predictor:
     return run
 
 
-def hybrid_predictor(embedding: str = "fisher", metric: str = "hellinger",
-                     measure: str = "logme", center: float = NOVELTY_CENTER,
-                     steepness: float = NOVELTY_STEEPNESS, min_gate: float | None = None,
-                     domain_screen: float | None = None, use_screen: bool = True,
-                     embedding_from_transfer: bool = False) -> Predictor:
-    """:class:`~t2v_automl.estimators.HybridSelector` on precomputed inputs.
+class _TimedTransferability(TransferabilitySelector):
+    """The product's :class:`TransferabilitySelector`, unchanged, that also adds up the CPU
+    seconds of its ``predict_scores`` calls (``call_seconds_``): what ``explain`` spent in
+    it (reading the cached features and scoring them), so that the hybrid's own seconds can
+    be told from the transferability's (charged as recorded, ``transfer_seconds``)."""
 
-    The same computation as ``HybridSelector.predict_scores`` on the knowledge base's
-    embeddings and the cached transferability scores: the domain screen (an
-    ``ExtractorSelector(metric="normalized_cosine")`` on the known tasks' domain embeddings;
-    a task whose domain novelty reaches ``domain_screen`` skips the Fisher and takes the
-    transferability ranking alone), then ``ExtractorSelector`` with ``metric`` fitted on the
-    known tasks, its :meth:`novelty`, and
-    :func:`~t2v_automl.estimators.blend_with_transferability`. ``min_gate`` and
-    ``domain_screen`` default to :class:`HybridSelector`'s (``use_screen=False``: no
-    screen). Time: the domain embedding (with the screen), the Fisher embedding of the
-    tasks not screened, the fits and predictions, and the transferability time of the tasks
-    whose gate reaches ``min_gate`` (the only ones the estimator computes it for). With
-    ``embedding_from_transfer`` (the domain embedding: the mean of ``mobilenet_v2``
-    features, which the transferability pass computes anyway; no screen) the embedding time
-    is charged only where no transferability pass runs, and the whole prediction time to
-    each task.
+    def predict_scores(self, X: Any, return_times: bool = False
+                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        t0 = time.process_time()
+        try:
+            return super().predict_scores(X, return_times=return_times)
+        finally:
+            self.call_seconds_ = getattr(self, "call_seconds_", 0.0) \
+                + time.process_time() - t0
+
+
+def hybrid_predictor(metric: str = "hellinger", center: float = NOVELTY_CENTER,
+                     steepness: float = NOVELTY_STEEPNESS, min_gate: float | None = None,
+                     domain_screen: float | None = None, use_screen: bool = True
+                     ) -> FoldPredictor:
+    """:class:`~t2v_automl.estimators.HybridSelector` itself, fitted on the known tasks.
+
+    Per fold: ``HybridSelector.from_knowledge(kb.subset(known), transferability=
+    TransferabilitySelector(memory=<shared cache>), ...)`` with the row's parameters
+    (``min_gate`` and ``domain_screen`` default to the estimator's; ``use_screen=False``:
+    ``domain_screen=None``), then ``explain`` of the held-out tasks given their training
+    splits, the base's Fisher embeddings of them and, when the screen is on, their domain
+    embeddings.
+
+    Time per task: the recorded embedding times (domain with the screen; Fisher unless
+    screened) + the CPU seconds of ``explain`` less those of its transferability call,
+    shared among the fold's tasks + ``explain.transfer_seconds`` (the recorded feature
+    seconds + the score) of the tasks it computed LogME for.
     """
-    defaults = HybridSelector().get_params()
-    min_gate = float(defaults["min_gate"] if min_gate is None else min_gate)
-    if domain_screen is None:
-        domain_screen = defaults["domain_screen"]
-    screen_on = use_screen and domain_screen is not None and not embedding_from_transfer
+    params: dict[str, Any] = {"novelty_center": float(center),
+                              "novelty_steepness": float(steepness)}
+    if metric != "hellinger":
+        params["selector"] = ExtractorSelector(metric=metric)
+    if min_gate is not None:
+        params["min_gate"] = float(min_gate)
+    if not use_screen:
+        params["domain_screen"] = None
+    elif domain_screen is not None:
+        params["domain_screen"] = float(domain_screen)
 
     def run(data: BenchData, known: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-        E = data.embeddings[embedding]
+        if data.kb is None:
+            raise RuntimeError("the hybrid rows need the knowledge base (BenchData.kb)")
+        proto = data.transferability if data.transferability is not None \
+            else _TimedTransferability(memory=feature_memory())
+        hyb = HybridSelector.from_knowledge(data.kb.subset(known), device="cpu",
+                                            transferability=proto, **params)
+        screen_on = hyb.screen_selector_ is not None
+        names = [data.task_names[i] for i in test]
+        tasks = [data.tasks[n] for n in names] if data.tasks else None
+        t0 = time.process_time()
+        ex = hyb.explain(tasks, embeddings=data.embedding_objects("fisher", test),
+                         domain_embeddings=data.embedding_objects("domain", test)
+                         if screen_on else None)
+        own = time.process_time() - t0 - getattr(hyb.transferability_, "call_seconds_", 0.0)
+        scores = np.full((len(test), data.n_extractors), np.nan)  # unfitted columns: NaN
+        for j, name in enumerate(data.extractor_names):
+            if name in ex.extractor_names:
+                scores[:, j] = ex.scores[:, ex.extractor_names.index(name)]
+        t = own / len(test) + ex.transfer_seconds.sum(axis=1) \
+            + np.where(ex.screened, 0.0, data.embed_time["fisher"][test])
+        if screen_on:
+            t = t + data.embed_time["domain"][test]
+        return scores, t
+    return run
+
+
+def domain_hybrid_predictor(measure: str = "logme", center: float = NOVELTY_CENTER,
+                            steepness: float = NOVELTY_STEEPNESS,
+                            min_gate: float | None = None) -> FoldPredictor:
+    """The hybrid's gate on the domain embedding, which the estimator cannot express.
+
+    The domain embedding (the mean of ``mobilenet_v2`` features) replaces the Fisher; it
+    comes from the features the transferability pass computes anyway. Composed of the
+    public pieces: ``ExtractorSelector(metric="normalized_cosine")`` fitted on the known
+    tasks' domain embeddings, its :meth:`novelty`, :func:`novelty_gate` (LogME only where
+    the gate reaches ``min_gate``, the estimator's default) and
+    :func:`blend_with_transferability`; no screen. Time: the fit and prediction in full,
+    plus the transferability seconds where it runs, the recorded domain-embedding seconds
+    where it does not.
+    """
+    gate_min = float(HybridSelector().get_params()["min_gate"] if min_gate is None
+                     else min_gate)
+
+    def run(data: BenchData, known: np.ndarray, test: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        E = data.embeddings["domain"]
         names = data.extractor_names
         Yk = data.scores[known]
         cols = np.flatnonzero(~np.isnan(Yk).all(axis=0))
         prior = np.full((len(test), len(names)), np.nan)
-        screened = np.zeros(len(test), dtype=bool)
-        fit_s = pred_s = 0.0
-        if screen_on and "domain" in data.embeddings:
-            Ed = data.embeddings["domain"]
-            t0 = time.process_time()
-            scr = ExtractorSelector(metric="normalized_cosine",
-                                    extractor_names=[names[j] for j in cols])
-            scr.fit(Ed[known], Yk[:, cols])
-            fit_s += time.process_time() - t0
-            t0 = time.process_time()
-            screened = scr.novelty(Ed[test]) >= float(domain_screen)
-            if screened.any():
-                prior[np.ix_(screened, cols)] = scr.predict_scores(Ed[test][screened])
-            pred_s += time.process_time() - t0
-        sel = ExtractorSelector(metric=metric, extractor_names=[names[j] for j in cols])
         t0 = time.process_time()
-        sel.fit(E[known], Yk[:, cols])
-        fit_s += time.process_time() - t0
+        sel = ExtractorSelector(metric="normalized_cosine",
+                                extractor_names=[names[j] for j in cols]).fit(E[known],
+                                                                               Yk[:, cols])
+        fit_s = time.process_time() - t0
         t0 = time.process_time()
-        novelty = np.full(len(test), np.inf)  # screened: the transferability ranking alone
-        keep = ~screened
-        if keep.any():
-            prior[np.ix_(keep, cols)] = sel.predict_scores(E[test][keep])
-            novelty[keep] = sel.novelty(E[test][keep])
-        pred_s += time.process_time() - t0
+        prior[:, cols] = sel.predict_scores(E[test])
+        novelty = sel.novelty(E[test])
+        pred_s = time.process_time() - t0
         scores, t_s = data.transfer[measure]
-        gate = novelty_gate(novelty, center=center, steepness=steepness)
-        runs = gate >= min_gate
+        runs = novelty_gate(novelty, center=center, steepness=steepness) >= gate_min
         transfer = np.where(runs[:, None], scores[test], np.nan)
-        mixed, gate = blend_with_transferability(prior, transfer, novelty, center=center,
-                                                 steepness=steepness)
-        if embedding_from_transfer:
-            t = fit_s + pred_s + np.where(runs, t_s[test], data.embed_time[embedding][test])
-        else:
-            t = fit_s + pred_s / len(test) + np.where(keep, data.embed_time[embedding][test], 0.0) \
-                + np.where(runs, t_s[test], 0.0)
-            if screen_on:
-                t = t + data.embed_time["domain"][test]
-        return mixed, t
+        mixed, _ = blend_with_transferability(prior, transfer, novelty, center=center,
+                                              steepness=steepness)
+        return mixed, fit_s + pred_s + np.where(runs, t_s[test],
+                                                data.embed_time["domain"][test])
     return run
 
 
 def _inner_cv_selector(data: BenchData, known: np.ndarray) -> tuple[float, float]:
-    """(temperature, reg) of the default selector with the lowest inner LOSO regret."""
-    E, Y = data.embeddings["fisher"], data.scores
-    groups = data.source[known]
+    """(temperature, reg) of the model2vec selector with the lowest inner LOSO regret."""
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
+    E, Y = data.embeddings["fisher"][known], data.scores[known]
+    m = data.n_extractors
     best, best_key = INNER_GRID[0], (np.inf, np.inf)
     for temp, reg in INNER_GRID:
-        losses = []
-        for g in sorted(set(groups)):
-            tr, te = known[groups != g], known[groups == g]
-            if len(tr) < 2:
-                continue
-            sel = ExtractorSelector(strategy="model2vec", metric="symmetric",
-                                    temperature=temp, reg=reg)
-            pred, _, _ = _rank_scores(sel, E[tr], Y[tr], E[te], data.extractor_names)
-            losses.append(top1_regret(Y[te], pred))
-        loss = float(np.nanmean(np.concatenate(losses))) if losses else np.inf
+        sel = RankScores(ExtractorSelector(strategy="model2vec", metric="symmetric",
+                                           temperature=temp, reg=reg), data.extractor_names)
+        pred = cross_val_predict(sel, E, Y, groups=data.source[known],
+                                 cv=LeaveOneGroupOut())[:, :m]
+        loss = float(np.nanmean(top1_regret(Y, pred)))
         key = (loss, abs(math.log(temp / 0.01)) + abs(math.log(reg / 0.1)))
         if key < best_key:  # ties: the one nearest the library default
             best, best_key = (temp, reg), key
@@ -564,14 +471,15 @@ def _inner_cv_selector(data: BenchData, known: np.ndarray) -> tuple[float, float
 
 def inner_cv_predictor(data: BenchData, known: np.ndarray, test: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """The default selector with (temperature, reg) chosen by inner CV on known tasks."""
+    """The model2vec selector with (temperature, reg) chosen by inner CV on known tasks."""
     t0 = time.process_time()
     temp, reg = _inner_cv_selector(data, known)
     cv_s = time.process_time() - t0
-    pred, t = selector_predictor("fisher", lambda: ExtractorSelector(
-        strategy="model2vec", metric="symmetric", temperature=temp, reg=reg))(
-        data, known, test)
-    return pred, t + cv_s
+    E, m = data.embeddings["fisher"], data.n_extractors
+    out = RankScores(ExtractorSelector(strategy="model2vec", metric="symmetric",
+                                       temperature=temp, reg=reg), data.extractor_names
+                     ).fit(E[known], data.scores[known]).predict(E[test])
+    return out[:, :m], data.embed_time["fisher"][test] + out[:, m] + out[:, m + 1] + cv_s
 
 
 def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
@@ -581,19 +489,20 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
     ----------
     data : BenchData
     inner_cv : bool, default=True
-        Include the inner-CV variant of the default selector.
+        Include the inner-CV variant of the model2vec selector.
 
     Returns
     -------
     list of Method
     """
     out = [
-        Method("optimal (brute force)", "reference", oracle_predictor, "true scores"),
+        Method("optimal (brute force)", "reference", by_fold(oracle_predictor), "true scores"),
         Method("chance", "reference", None, "uniformly random extractor"),
-        Method("best of same source dataset", "reference", group_best_predictor("source"),
+        Method("best of same source dataset", "reference",
+               by_fold(group_best_predictor("source")),
                "BestOnAverage on known tasks of the held-out task's dataset",
                ("loto", "lolo")),
-        Method("best of same image pool", "reference", group_best_predictor("pool"),
+        Method("best of same image pool", "reference", by_fold(group_best_predictor("pool")),
                "BestOnAverage on known tasks of the same images", ("lolo",)),
         Method(f"ImageNet default ({IMAGENET_DEFAULT})", "baseline",
                table_predictor(lambda: FixedExtractor(name=IMAGENET_DEFAULT)), "fixed"),
@@ -629,7 +538,7 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
                         "normalized_cosine")]
             if inner_cv:
                 out.append(Method(
-                    "Fisher: model2vec sym (inner CV)", "task2vec", inner_cv_predictor,
+                    "Fisher: model2vec sym (inner CV)", "task2vec", by_fold(inner_cv_predictor),
                     "T in {0.003, 0.01, 0.03} by inner LOSO on the known tasks, reg=0.1",
                     ("loso", "lolo")))
     for emb, title in (("domain", "domain"), ("label_stat", "label-stat")):
@@ -640,30 +549,30 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
                         "normalized_cosine")]
     for m in MEASURES:
         if m in data.transfer:
-            out.append(Method(MEASURE_TITLES[m], "transferability", transfer_predictor(m),
+            out.append(Method(MEASURE_TITLES[m], "transferability",
+                              by_fold(transfer_predictor(m)),
                               "train images, 64 px" + (", k=5" if m == "knn_accuracy" else "")))
     if "logme" in data.transfer:
         hd = HybridSelector().get_params()
-        out.append(Method(DEFAULT_METHOD, "hybrid", hybrid_predictor(),
+        out.append(Method(DEFAULT_METHOD, "hybrid", by_fold(hybrid_predictor()),
                           f"k=3, hellinger; gate center {NOVELTY_CENTER}, steepness "
                           f"{NOVELTY_STEEPNESS}, min_gate {hd['min_gate']}, domain screen "
                           f"{hd['domain_screen']}"))
-        out += [Method(f"hybrid, gate center {c}", "hybrid", hybrid_predictor(center=c),
+        out += [Method(f"hybrid, gate center {c}", "hybrid", by_fold(hybrid_predictor(center=c)),
                        f"as the default, center {c} (sensitivity)") for c in HYBRID_CENTERS]
         out += [Method("hybrid, no domain screen", "hybrid",
-                       hybrid_predictor(use_screen=False),
+                       by_fold(hybrid_predictor(use_screen=False)),
                        "as the default, every task Fisher-embedded (sensitivity)"),
                 Method(f"hybrid, domain screen {HYBRID_SCREEN_ALT}", "hybrid",
-                       hybrid_predictor(domain_screen=HYBRID_SCREEN_ALT),
+                       by_fold(hybrid_predictor(domain_screen=HYBRID_SCREEN_ALT)),
                        f"as the default, screen at {HYBRID_SCREEN_ALT} (sensitivity)"),
                 Method(f"hybrid, min_gate {HYBRID_MIN_GATE_ALT}", "hybrid",
-                       hybrid_predictor(min_gate=HYBRID_MIN_GATE_ALT),
+                       by_fold(hybrid_predictor(min_gate=HYBRID_MIN_GATE_ALT)),
                        f"as the default, LogME down to gate {HYBRID_MIN_GATE_ALT} "
                        "(sensitivity)")]
         if "domain" in data.embeddings:
             out.append(Method("hybrid on domain embedding: ncos + LogME", "hybrid",
-                              hybrid_predictor("domain", "normalized_cosine",
-                                               embedding_from_transfer=True),
+                              by_fold(domain_hybrid_predictor()),
                               "k=3, normalized_cosine; same gate"))
     return out
 
@@ -672,35 +581,14 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
 def _method_result(data: BenchData, protocol: str, meth: Method, n_boot: int
                    ) -> dict[str, Any]:
     """One method over the folds of one protocol (see :func:`run_protocol`)."""
-    fl = folds(data, protocol)
-    test_all = np.concatenate([t for _, t, _ in fl])
-    Y = data.scores[test_all]
+    Y = data.scores[held_out(data, protocol)]
     if meth.predict is None:
         tau, reg, hit = chance_metrics(Y)
-        times = np.zeros(test_all.size)
+        r = ranking_metrics(Y, None, np.zeros(len(Y)), n_boot, tau=tau, regret=reg, top3=hit)
     else:
-        preds, tms = [], []
-        for _, test, known in fl:
-            p, t = meth.predict(data, np.flatnonzero(known), test)
-            preds.append(p)
-            tms.append(np.broadcast_to(np.asarray(t, dtype=float), (len(test),)))
-        pred, times = np.vstack(preds), np.concatenate(tms).astype(float)
-        has = ~np.isnan(pred).all(axis=1)  # no prediction for a task: it is left out
-        tau, reg, hit = (np.full(len(Y), np.nan) for _ in range(3))
-        tau[has], reg[has] = weighted_tau(Y[has], pred[has]), top1_regret(Y[has], pred[has])
-        hit[has] = top3_hit(Y[has], pred[has])
-        times[~has] = np.nan
-    ok = np.isfinite(reg)
-    return {
-        "group": meth.group, "params": meth.params,
-        "tau": float(np.nanmean(tau)) if np.isfinite(tau).any() else float("nan"),
-        "regret": float(np.nanmean(reg)) if ok.any() else float("nan"),
-        "regret_ci": bootstrap_ci(reg, n_boot=n_boot),
-        "top3": float(np.nanmean(hit)) if np.isfinite(hit).any() else float("nan"),
-        "time_s": float(np.nanmean(times)) if np.isfinite(times).any() else float("nan"),
-        "n_tasks": int(ok.sum()), "n_tau": int(np.isfinite(tau).sum()),
-        "per_task": {"tau": tau, "regret": reg, "top3": hit, "time_s": times},
-    }
+        pred, times = meth.predict(data, protocol)
+        r = ranking_metrics(Y, pred, times, n_boot)
+    return {"group": meth.group, "params": meth.params, **r}
 
 
 def run_protocol(data: BenchData, protocol: str, method_list: Sequence[Method],
@@ -774,204 +662,36 @@ def paired(res: dict[str, Any], a: str, b: str, n_boot: int = 2000) -> dict[str,
 
 
 # ----------------------------------------------------------------------------- transferability
-class _FeatureMemo:
-    """Features and source logits of identical image arrays, computed once per process.
+def prefill(suite: str, seed: int, input_size: int, memory: Any = None, limit: int = 0,
+            log: Callable[[str], None] = print, names: Sequence[str] | None = None) -> None:
+    """Fill the feature cache for the tasks of a suite (no knowledge base needed).
 
-    Times are CPU seconds of this (single-threaded) process, :func:`time.process_time`:
-    what the work costs on one core, unaffected by other processes sharing the machine.
-    """
-
-    def __init__(self, maxsize: int = 30) -> None:
-        self.maxsize = maxsize
-        self.store: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def get(self, name: str, images: np.ndarray, input_size: int) -> dict[str, Any]:
-        """Features (+ logits where the extractor has a source head) and their seconds."""
-        from t2v_automl.extractors import get_extractor
-
-        digest = hashlib.blake2b(np.ascontiguousarray(images).tobytes(),
-                                 digest_size=16).hexdigest()
-        key = (name, digest)
-        if key not in self.store:
-            ext = get_extractor(name, "cpu")
-            t0 = time.process_time()
-            feats = ext.transform(images, input_size=input_size)
-            t_feat = time.process_time() - t0
-            logits, t_log = None, 0.0
-            if ext.has_source_head:
-                t0 = time.process_time()
-                logits = ext.source_logits(images, input_size=input_size)
-                t_log = time.process_time() - t0
-            if len(self.store) >= self.maxsize:
-                self.store.pop(next(iter(self.store)))
-            self.store[key] = {"features": feats, "logits": logits, "t_feat": t_feat,
-                               "t_logits": t_log}
-        return self.store[key]
-
-
-_MEMO = _FeatureMemo()
-
-
-def _transfer_scores(key: dict[str, Any], images: np.ndarray, labels: np.ndarray
-                     ) -> dict[str, Any]:
-    """Every transferability measure of one extractor on one task (what is cached).
-
-    ``key`` names the task (fingerprint), the extractor and the input size; the image and
-    label arrays are ignored by the cache.
-    """
-    from t2v_automl.baselines import _softmax
-
-    f = _MEMO.get(key["extractor"], images, key["input_size"])
-    feats = f["features"].astype(np.float64)
-    scores: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    for m, fn in (("logme", logme), ("h_score", h_score), ("knn_accuracy", knn_accuracy)):
-        t0 = time.process_time()
-        scores[m] = float(fn(feats, labels))
-        seconds[m] = f["t_feat"] + time.process_time() - t0
-    if f["logits"] is None:
-        for m in ("leep", "nce"):
-            scores[m], seconds[m] = float("nan"), 0.0
-    else:
-        logits = f["logits"].astype(np.float64)
-        t0 = time.process_time()
-        scores["leep"] = float(leep(_softmax(logits), labels))
-        seconds["leep"] = f["t_logits"] + time.process_time() - t0
-        t0 = time.process_time()
-        scores["nce"] = float(nce(logits.argmax(axis=1), labels))
-        seconds["nce"] = f["t_logits"] + time.process_time() - t0
-    return {"scores": scores, "seconds": seconds}
-
-
-def _task_transfer(st: Any, extractor_names: Sequence[str], input_size: int,
-                   cached: Callable[..., dict[str, Any]]
-                   ) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, float]]:
-    """Meta-features and every transferability measure of one suite task.
-
-    Returns
-    -------
-    meta : ndarray of shape (4,)
-    meta_s : float
-        CPU seconds of the meta-features.
-    scores : dict of str to ndarray of shape (n_extractors,)
-    seconds : dict of str to float
-        Per measure, CPU seconds summed over the candidates (features + score).
-    """
-    task = st.train
-    t0 = time.process_time()
-    meta = meta_features(task)
-    meta_s = time.process_time() - t0
-    fp = task.fingerprint
-    scores = {k: np.full(len(extractor_names), np.nan) for k in MEASURES}
-    seconds = dict.fromkeys(MEASURES, 0.0)
-    for j, name in enumerate(extractor_names):
-        r = cached(_cache_key(st.name, fp, name, input_size), task.images, task.labels)
-        for k in MEASURES:
-            scores[k][j] = r["scores"][k]
-            seconds[k] += r["seconds"][k]
-    return meta, meta_s, scores, seconds
-
-
-def _cache_key(task: str, fingerprint: str, extractor: str, input_size: int
-               ) -> dict[str, Any]:
-    return {"version": _CACHE_VERSION, "task": task, "fingerprint": fingerprint,
-            "extractor": extractor, "input_size": int(input_size)}
-
-
-def _cached_scorer(cache_dir: Path) -> Callable[..., dict[str, Any]]:
-    import torch
-    from joblib import Memory
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(1)
-    return Memory(str(cache_dir), verbose=0).cache(_transfer_scores, ignore=["images", "labels"])
-
-
-def transfer_inputs(data: BenchData, suite: str, seed: int, input_size: int,
-                    cache_dir: Path, log: Callable[[str], None] = print,
-                    cached_only: bool = False) -> None:
-    """Compute meta-features and transferability scores of every task (cached, in place).
-
-    Parameters
-    ----------
-    data : BenchData
-        Filled in: ``meta_features``, ``meta_time`` and ``transfer``.
-    suite, seed : str, int
-        The suite the knowledge base was built from (its tasks are matched by name).
-    input_size : int
-        Input size of the resizable extractors (that of the brute force).
-    cache_dir : Path
-        joblib ``Memory`` location.
-    log : callable
-    cached_only : bool, default=False
-        Leave the transferability scores of a task NaN (that task is then left out of
-        the transferability rows) unless all its extractors are in the cache.
-    """
-    from t2v_automl.suites import iter_suite
-
-    cached = _cached_scorer(cache_dir)
-    index = {n: i for i, n in enumerate(data.task_names)}
-    n, m = len(data), data.n_extractors
-    meta = np.full((n, 4), np.nan)
-    meta_t = np.full(n, np.nan)
-    scores = {k: np.full((n, m), np.nan) for k in MEASURES}
-    secs = {k: np.zeros(n) for k in MEASURES}
-    t_start = time.perf_counter()
-    done = 0
-    for st in iter_suite(suite, seed):
-        i = index.get(st.name)
-        if i is None:
-            continue
-        if cached_only and not all(cached.check_call_in_cache(
-                _cache_key(st.name, st.train.fingerprint, e, input_size), None, None)
-                for e in data.extractor_names):
-            t0 = time.process_time()
-            meta[i] = meta_features(st.train)
-            meta_t[i] = time.process_time() - t0
-            continue
-        meta[i], meta_t[i], sc, se = _task_transfer(st, data.extractor_names, input_size,
-                                                    cached)
-        for k in MEASURES:
-            scores[k][i], secs[k][i] = sc[k], se[k]
-        done += 1
-        if done % 20 == 0:
-            log(f"transferability: {done}/{n} tasks, {time.perf_counter() - t_start:.0f}s")
-    missing = [data.task_names[i] for i in np.flatnonzero(np.isnan(meta_t))]
-    if missing:
-        raise RuntimeError(f"{len(missing)} knowledge-base task(s) not found in suite "
-                           f"{suite!r} seed {seed}: {missing[:3]}...")
-    data.meta_features, data.meta_time = meta, meta_t
-    covered = ~np.isnan(scores["logme"]).all(axis=1)
-    data.transfer = {k: (scores[k], np.where(covered, secs[k], np.nan)) for k in MEASURES}
-    log(f"transferability scores for {int(covered.sum())}/{n} tasks")
-
-
-def prefill(suite: str, seed: int, input_size: int, cache_dir: Path, limit: int = 0,
-            log: Callable[[str], None] = print) -> None:
-    """Fill the transferability cache for a suite before its knowledge base exists.
-
-    The relabel tasks come first (their image pools share features, so they are cheap),
-    then the subset tasks round-robin over the source datasets, so that a run stopped
-    early covers every dataset.
+    The relabel tasks come first, then the subset tasks round-robin over the source
+    datasets, so that a run stopped early covers every dataset. Every measure of
+    :data:`MEASURES` is computed by the product's ``TransferabilitySelector`` on the shared
+    cache (:func:`_common.task_transferability`): the features and source logits of every
+    candidate are stored there.
 
     Parameters
     ----------
     suite, seed : str, int
     input_size : int
-    cache_dir : Path
+    memory : joblib.Memory, optional
+        Default: the shared feature cache.
     limit : int, default=0
         Only the first ``limit`` tasks of that order (0 = all).
     log : callable
+    names : sequence of str, optional
+        Only these tasks (default: all of the suite's).
     """
     from itertools import zip_longest
 
     from t2v_automl.extractors import list_extractors
     from t2v_automl.suites import make_suite
 
-    cached = _cached_scorer(cache_dir)
+    mem = feature_memory() if memory is None else memory
     ext = list_extractors(available_only=True)
-    tasks = make_suite(suite, seed)
+    tasks = [st for st in make_suite(suite, seed) if names is None or st.name in set(names)]
     by_source: dict[str, list[Any]] = {}
     for st in tasks:
         if st.kind != "relabel":
@@ -980,7 +700,7 @@ def prefill(suite: str, seed: int, input_size: int, cache_dir: Path, limit: int 
     order += [st for group in zip_longest(*by_source.values()) for st in group if st]
     t_start = time.perf_counter()
     for n, st in enumerate(order[: limit or None], 1):
-        _task_transfer(st, ext, input_size, cached)
+        task_transferability(st.train, ext, input_size, mem)
         log(f"prefill {n}/{len(order)} {st.name}: {time.perf_counter() - t_start:.0f}s")
     log("prefill done")
 
@@ -1191,13 +911,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the methods whose name matches (the references always run)")
     ap.add_argument("--n-jobs", type=int, default=1,
                     help="methods evaluated in parallel (one thread each)")
-    ap.add_argument("--transfer-cached-only", action="store_true",
-                    help="use the transferability scores already in the cache; tasks without "
-                         "them are left out of those rows (their task count says so)")
+    ap.add_argument("--precompute-only", action="store_true",
+                    help="only fill the feature cache for the knowledge base's tasks (the "
+                         "transferability pass), then stop")
     ap.add_argument("--input-size", type=int, default=None,
                     help="input size of the transferability features (default: the knowledge "
                          "base's brute-force setting)")
-    ap.add_argument("--cache-dir", type=Path, default=CACHE)
+    ap.add_argument("--cache-dir", type=Path, default=CACHE,
+                    help="the feature cache (default: the benchmarks' shared one)")
     ap.add_argument("--discussion", type=Path, default=None,
                     help="Markdown file whose text goes under 'Reading' in the results page")
     ap.add_argument("--name", default="selection", help="results file stem")
@@ -1217,7 +938,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     if args.prefill:
-        prefill(args.suite, args.seed, args.input_size or 64, args.cache_dir, args.limit, log)
+        prefill(args.suite, args.seed, args.input_size or 64, feature_memory(args.cache_dir),
+                args.limit, log)
         return 0
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
     data = BenchData.from_knowledge(kb)
@@ -1236,16 +958,19 @@ def main(argv: list[str] | None = None) -> int:
     log(f"knowledge base: {len(kb)} tasks x {data.n_extractors} extractors; embeddings "
         f"{sorted(data.embeddings)}")
     settings = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
-    if not args.no_transfer:
-        size = args.input_size or int(settings.get("input_size", 64))
-        transfer_inputs(data, str(settings.get("suite", "default")),
-                        int(settings.get("seed", 0)), size, args.cache_dir, log,
-                        cached_only=args.transfer_cached_only)
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     threadpool_limits(1)  # selection times are CPU seconds of one thread
+    if not args.no_transfer or args.precompute_only:
+        size = args.input_size or int(settings.get("input_size", 64))
+        transfer_inputs(data, str(settings.get("suite", "default")),
+                        int(settings.get("seed", 0)), size, feature_memory(args.cache_dir),
+                        log)
+        if args.precompute_only:
+            log(f"feature cache filled in {time.perf_counter() - t_start:.0f}s")
+            return 0
     method_list = methods(data, inner_cv=not args.no_inner_cv)
     if args.methods:
         import re

@@ -13,17 +13,21 @@ something cheap), and whether LogME plus another one beats LogME alone.
 Setting
 -------
 Tasks: the held-out tasks of ``benchmarks/warm_start.py`` (its task draws
-``--task-seeds``, duplicates removed): their training-split features at 64 px are in that
-benchmark's cache (run ``python benchmarks/warm_start.py --task-seed S --precompute-only``
-first; this script refuses to compute features). Truth: the shipped knowledge base's
-score of every extractor on the task (the standardised logistic-regression probe, C = 1,
-on the task's test split). Every estimator sees only the training split.
+``--task-seeds``, duplicates removed; ``_common.draw_tasks``). Features: the training
+split of each task through every candidate at 64 px, by the product's one feature path,
+:func:`t2v_automl.transferability.task_features`, on the benchmarks' shared cache
+``benchmarks/.cache/features`` (the features ``TransferabilitySelector`` and the selection
+benchmark's LogME read; missing ones are computed and stored). Truth: the shipped
+knowledge base's score of every extractor on the task (the standardised
+logistic-regression probe, C = 1, on the task's test split). Every estimator sees only
+the training split.
 
 Estimators (higher = better):
 
 ``LogME``, ``kNN accuracy``
-    :func:`t2v_automl.baselines.logme` and :func:`~t2v_automl.baselines.knn_accuracy`
-    (k = 5), as in the selection benchmark.
+    :func:`t2v_automl.transferability.logme` and
+    :func:`~t2v_automl.transferability.knn_accuracy` (k = 5), as in the selection
+    benchmark.
 ``probe CV``
     The direct estimate: 3-fold stratified cross-validated accuracy (fewer folds when a
     class has fewer images) of the very probe that defines the truth, ties broken by its
@@ -34,7 +38,8 @@ Estimators (higher = better):
     of SFDA, Huang et al. 2022, without its self-challenging step).
 ``NLEEP``
     Li et al. 2021: PCA to 80 % of the variance, a diagonal Gaussian mixture with five
-    components per class, LEEP (:func:`~t2v_automl.baselines.leep`) on its posteriors.
+    components per class, LEEP (:func:`~t2v_automl.transferability.leep`) on its
+    posteriors.
 ``TransRate``
     Huang et al. 2022: coding rate of the features minus the class-weighted coding rate
     within each class (``eps`` 1e-4, features centred and scaled to unit mean norm). The
@@ -70,8 +75,18 @@ from typing import Any
 
 import numpy as np
 
+# the benchmarks are scripts, not a package: the shared helpers are imported from the
+# script's own folder
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bootstrap_ci, machine, machine_line, md_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    bootstrap_ci,
+    draw_tasks,
+    feature_memory,
+    machine,
+    machine_line,
+    md_table,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +97,7 @@ def _standardise(F: np.ndarray) -> np.ndarray:
 
 
 def probe_cv(features: np.ndarray, labels: np.ndarray, n_folds: int = 3) -> float:
-    """Cross-validated accuracy of the knowledge base's probe (``make_probe(1.0)``).
+    """Cross-validated accuracy of the knowledge base's probe (``make_linear_head(1.0)``).
 
     Ties between equal accuracies are broken by the mean held-out log-likelihood (its
     weight, 1e-3, is below one image's share of the accuracy for up to 1000 images).
@@ -90,13 +105,13 @@ def probe_cv(features: np.ndarray, labels: np.ndarray, n_folds: int = 3) -> floa
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from t2v_automl.evaluation import make_probe
+    from t2v_automl.evaluation import make_linear_head
 
     y = np.asarray(labels)
     k = int(min(n_folds, np.bincount(y).min()))
     if k < 2:
         return math.nan
-    model = make_probe(1.0)
+    model = make_linear_head(1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         P = cross_val_predict(model, np.asarray(features, dtype=np.float64), y,
@@ -121,7 +136,7 @@ def nleep(features: np.ndarray, labels: np.ndarray, per_class: int = 5) -> float
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    from t2v_automl.baselines import leep
+    from t2v_automl.transferability import leep
 
     y = np.asarray(labels)
     Z = PCA(n_components=0.8, random_state=0).fit_transform(_standardise(features))
@@ -147,7 +162,7 @@ def transrate(features: np.ndarray, labels: np.ndarray, eps: float = 1e-4) -> fl
 
 def estimators() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     """Name -> estimator(features, labels), in report order."""
-    from t2v_automl.baselines import knn_accuracy, logme
+    from t2v_automl.transferability import knn_accuracy, logme
 
     return {"LogME": logme, "kNN accuracy": knn_accuracy, "probe CV": probe_cv,
             "LDA log-likelihood": lda_loglik, "NLEEP": nleep, "TransRate": transrate}
@@ -170,18 +185,18 @@ def combine(scores: dict[str, np.ndarray], base: str = "LogME") -> dict[str, np.
     """``base + X`` for every other estimator X (sum of per-task z-scores).
 
     Standardised as the hybrid selector standardises before it blends
-    (:func:`~t2v_automl.estimators._selector._row_standardise`).
+    (:func:`~t2v_automl.estimators.row_standardise`).
     """
-    from t2v_automl.estimators._selector import _row_standardise
+    from t2v_automl.estimators import row_standardise
 
-    return {f"{base} + {k}": _row_standardise(scores[base]) + _row_standardise(v)
+    return {f"{base} + {k}": row_standardise(scores[base]) + row_standardise(v)
             for k, v in scores.items() if k != base}
 
 
 def summarise(truth: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 2000,
               reference: str = "LogME") -> dict[str, dict[str, Any]]:
     """Regret and weighted tau (mean, CI), and the paired regret difference to LogME."""
-    from t2v_automl.estimators._selector import top1_regret, weighted_tau
+    from t2v_automl.metrics import top1_regret, weighted_tau
 
     ref = top1_regret(truth, scores[reference])
     out = {}
@@ -198,33 +213,40 @@ def summarise(truth: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 20
     return out
 
 
-def _features(tasks: Sequence[str], names: Sequence[str], input_size: int
+def _suite() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``name``, ``kind``, ``source_dataset`` of every default-suite task, and its training
+    split by name (one pass over :func:`t2v_automl.suites.iter_suite`)."""
+    from t2v_automl.suites import iter_suite
+
+    meta, train = [], {}
+    for st in iter_suite("default", seed=0):
+        meta.append({"name": st.name, "kind": st.kind,
+                     "source_dataset": st.provenance["source_dataset"]})
+        train[st.name] = st.train
+    return meta, train
+
+
+def _features(tasks: Sequence[str], names: Sequence[str], input_size: int,
+              train: dict[str, Any], memory: Any = None
               ) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
-    """The cached training features of every task (refuses to compute any)."""
-    import warm_start as ws
-    from joblib import Memory
+    """The training features of every task and candidate, from the shared feature cache.
 
-    from t2v_automl.extractors import get_extractor
-    from t2v_automl.suites import make_suite
+    :func:`t2v_automl.transferability.task_features` of the training split (at most 500
+    images, class-stratified, as ``TransferabilitySelector`` takes them: every split here
+    is smaller) on :func:`_common.feature_memory`; features not there yet are computed
+    and stored.
+    """
+    from t2v_automl.estimators import TransferabilitySelector
+    from t2v_automl.transferability import subsample_task, task_features
 
-    cached = Memory(str(ws.CACHE), verbose=0).cache(ws._features_cached, ignore=["images"])
-    suite = {st.name: st for st in make_suite("default", seed=0) if st.name in set(tasks)}
+    mem = feature_memory() if memory is None else memory
+    defaults = TransferabilitySelector().get_params()
     feats, labels = {}, {}
     for t in tasks:
-        st = suite[t]
-        digest = ws._digest(st.train.images)
-        rows = []
-        for name in names:
-            ext = get_extractor(name, "cpu")
-            key = {"version": ws._CACHE_VERSION, "extractor": name,
-                   "weights_sha256": ext.weights_sha256, "batch_size": 128,
-                   "input_size": int(ext.resolve_input_size(input_size)), "images": digest}
-            if not cached.check_call_in_cache(key, None):
-                raise SystemExit(f"features of {name} on {t} are not cached: run `python "
-                                 f"benchmarks/warm_start.py --task-seed <seed> "
-                                 f"--precompute-only` first.")
-            rows.append(np.asarray(cached(key, st.train.images)))
-        feats[t], labels[t] = rows, np.asarray(st.train.labels)
+        task = subsample_task(train[t], defaults["max_images"], defaults["random_state"])
+        feats[t] = [np.asarray(task_features(name, task, input_size=input_size, memory=mem))
+                    for name in names]
+        labels[t] = np.asarray(task.labels)
     return feats, labels
 
 
@@ -285,21 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    import warm_start as ws
     from joblib import Parallel, delayed
 
     from t2v_automl.knowledge import KnowledgeBase
-    from t2v_automl.suites import make_suite
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     kb = KnowledgeBase.default()
     names = list(kb.extractor_names)
-    meta = [{"name": st.name, "kind": st.kind,
-             "source_dataset": st.provenance["source_dataset"]}
-            for st in make_suite("default", seed=0)]
-    tasks = ws.draw_tasks(meta, args.n_subset, args.n_relabel, args.task_seeds)
-    feats, labels = _features(tasks, names, args.input_size)
+    meta, train = _suite()
+    tasks = draw_tasks(meta, args.n_subset, args.n_relabel, args.task_seeds)
+    feats, labels = _features(tasks, names, args.input_size, train)
     out = Parallel(n_jobs=args.n_jobs)(delayed(_one_task)(feats[t], labels[t]) for t in tasks)
     scores = {k: np.stack([o[0][k] for o in out]) for k in out[0][0]}
     scores.update(combine(scores))

@@ -3,16 +3,20 @@
 Setting (issue 6, "Benchmark")
 ------------------------------
 An Optuna study searches ``extractor`` (categorical over the whole zoo) x ``C`` (the
-inverse regularisation of the logistic-regression probe, log-uniform in 1e-3..1e2) and
-maximises the validation accuracy of a linear probe on the extractor's frozen features.
+inverse regularisation of the logistic-regression linear head, log-uniform in 1e-3..1e2)
+and maximises the validation accuracy of that linear head on the extractor's frozen
+features.
 The study runs on a task *held out* of the knowledge base: leave-one-source-dataset-out.
-The selector is the default :class:`~t2v_automl.estimators.HybridSelector`:
-``ExtractorSelector()`` fitted on the shipped knowledge base minus every task of the
-held-out task's source dataset, blended by the task's novelty with the LogME scores of the
-held-out task's training images (:class:`PrecomputedHybrid`: the same computation,
-:func:`~t2v_automl.estimators.hybrid_scores`, on the base's stored embedding of the task
-and the LogME scores cached by ``benchmarks/selection.py``). Rows marked *embedding only*
-use ``ExtractorSelector()`` alone (the knowledge base, no LogME).
+The selector is the product's own :class:`~t2v_automl.estimators.HybridSelector`, one per
+held-out source dataset: ``HybridSelector.from_knowledge(kb.subset(<the tasks of the other
+source datasets>), transferability=TransferabilitySelector(memory=<the shared feature
+cache>))`` on the shipped knowledge base (its defaults otherwise). The integration gets the
+held-out task's Fisher embedding as stored in the base (the probe pass is not repeated)
+and ``task=<the task's training split>``: the hybrid measures the task's novelty, and for a
+task whose gate reaches ``min_gate`` computes LogME of the training images through every
+candidate itself (features from ``benchmarks/.cache/features``, the cache the tables below
+and ``benchmarks/selection.py`` fill), then blends both rankings. Rows marked *embedding
+only* use ``ExtractorSelector.from_knowledge`` on the same base alone (no LogME).
 
 Methods (``--n-trials`` trials each, ``--seeds`` seeds per task):
 
@@ -58,18 +62,21 @@ Methods (``--n-trials`` trials each, ``--seeds`` seeds per task):
 
 Affordable on 2 CPU cores because every objective value is looked up, not trained: per
 held-out task and extractor, the features of the task's training split and of its
-validation split are computed once (cached with joblib ``Memory`` under
-``benchmarks/.cache/warm_start/``), and the probe
-(``StandardScaler + LogisticRegression(C, max_iter=2000)``, as in
-:mod:`t2v_automl.evaluation`) is fitted for every ``C`` of a grid of 11 values
-(``10 ** arange(-3, 2.01, 0.5)``, which contains the knowledge base's ``C = 1``). **The
-objective snaps the suggested ``C`` to the nearest grid value in log scale**; the search
-space the samplers see is still the continuous log-uniform one.
+validation split come from :func:`t2v_automl.transferability.task_features` (the product's
+feature path, cached in the shared ``benchmarks/.cache/features``), and the linear head of
+the knowledge base (:func:`t2v_automl.evaluation.make_linear_head`: ``StandardScaler +
+LogisticRegression(C, max_iter=2000)``) is fitted for every ``C`` of a grid of 11 values
+(``10 ** arange(-3, 2.01, 0.5)``, which contains the knowledge base's ``C = 1``); these
+accuracy rows are cached under ``benchmarks/.cache/warm_start/``
+(``benchmarks/_warm_start_tables.py``). **The objective snaps the suggested ``C`` to the
+nearest grid value in log scale**; the search space the samplers see is still the
+continuous log-uniform one.
 
-The validation split is the task's test split of ``make_suite("default", seed=0)`` made
-exactly as ``benchmarks/build_knowledge.py`` made it (subset tasks: a stratified,
-deterministic subsample of at most 500 images; relabel tasks: the whole split), so the
-table's ``C = 1`` column reproduces the knowledge base's scores; the benchmark checks it.
+The held-out tasks are rebuilt deterministically from ``iter_suite("default", seed=0)``.
+The validation split is the task's test split as the knowledge-base build scored it
+(subset tasks: a stratified, deterministic subsample of at most 500 images; relabel tasks:
+the whole split); the benchmark checks both splits' fingerprints against the base's
+provenance and the table's ``C = 1`` column against the base's scores.
 
 Measures
 --------
@@ -86,10 +93,15 @@ Measures
 
 Usage::
 
-    python benchmarks/warm_start.py                   # full run (~1 h on one free core)
-    python benchmarks/warm_start.py --precompute-only # fill the feature/table cache only
+    python benchmarks/warm_start.py --precompute-only # fill the feature/table caches only
     python benchmarks/warm_start.py --n-jobs 2        # two processes
+    python benchmarks/warm_start.py --task-seed 1 --name warm_start_seed1  # another draw
     python benchmarks/warm_start.py --task-seeds 0 1 --name warm_start_pooled  # 2 draws
+
+On 2 shared CPU cores: the tables of the 47 tasks of both draws take ~75 min from empty
+caches (one process); with them cached, a 25-task run with ``--n-jobs 2`` takes 6-20 min,
+nearly all of it the hybrid's LogME (read from the feature cache, scored anew) in each of
+the ~1,000 warm studies: what the product computes for a novel task.
 
 Writes ``benchmarks/results/warm_start.{md,json,png}``.
 """
@@ -97,7 +109,6 @@ Writes ``benchmarks/results/warm_start.{md,json,png}``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import sys
 import time
@@ -107,18 +118,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from t2v_automl.estimators import SelectorMixin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bootstrap_ci, machine, md_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    bootstrap_ci,
+    draw_tasks,
+    feature_memory,
+    machine,
+    md_table,
+    write_results,
+)
+from _warm_start_tables import (  # noqa: E402
+    C_GRID,
+    C_HIGH,
+    C_LOW,
+    TABLES,
+    build_tables,
+    log,
+    suite_meta,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache" / "warm_start"
 RESULTS = ROOT / "benchmarks" / "results"
-
-#: Grid of the probe's C: half-decades from 1e-3 to 1e2 (11 values, 1.0 included).
-C_GRID = 10.0 ** np.arange(-3.0, 2.01, 0.5)
-#: Bounds of the study's log-uniform C.
-C_LOW, C_HIGH = 1e-3, 1e2
 #: Within this many accuracy points of the best achievable counts as reached.
 TOLERANCE_POINTS = 0.5
 #: Methods, in report order.
@@ -132,8 +156,6 @@ PLOT_METHODS = ("random", "tpe", "warm_start+tpe", "warm_start+tpe(3 start-up)",
                 "warm_start+t2v_sampler", "oracle_warm_start+tpe")
 #: Start-up trials of the TPE rows marked "(3 start-up)" (Optuna's default is 10).
 FEW_STARTUP = 3
-#: Bump when what a cached table entry means changes.
-_CACHE_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- objective
@@ -311,8 +333,12 @@ def best_so_far_gap(values: np.ndarray, best: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- studies
-class OracleSelector:
+class OracleSelector(SelectorMixin, RegressorMixin, BaseEstimator):
     """A "selector" that knows the true scores (diagnostic of ``oracle_warm_start+tpe``).
+
+    A benchmark device, not a model: after :meth:`fit` (nothing to learn), its ``predict``
+    (the selectors' contract: the tasks x extractors score matrix; names from ``select``
+    / ``rank``) repeats the true scores for every task it is given.
 
     Parameters
     ----------
@@ -325,57 +351,24 @@ class OracleSelector:
     embedding_meta_ = None
 
     def __init__(self, names: Sequence[str], scores: np.ndarray) -> None:
-        self.extractor_names_ = list(names)
-        self._scores = np.asarray(scores, dtype=np.float64)
+        self.names = names
+        self.scores = scores
+
+    def fit(self, X: Any = None, y: Any = None) -> OracleSelector:
+        """Nothing to learn: the scores are given."""
+        self.extractor_names_ = [str(n) for n in self.names]
+        self.scores_ = np.asarray(self.scores, dtype=np.float64)
+        return self
 
     def predict_scores(self, X: Any) -> np.ndarray:
-        """The true scores, for every task of ``X``."""
-        return np.tile(self._scores, (len(X), 1))
-
-
-class PrecomputedHybrid:
-    """:class:`~t2v_automl.estimators.HybridSelector`'s predictions for one known task.
-
-    The knowledge-based part is a fitted ``ExtractorSelector``; the transferability part is
-    the task's precomputed score row (the real estimator would compute it from the
-    images); both are combined by :func:`~t2v_automl.estimators.hybrid_scores`.
-
-    Parameters
-    ----------
-    selector : ExtractorSelector
-        Fitted on the known tasks.
-    transfer : ndarray of shape (n_extractors,)
-        The task's transferability scores, in ``selector.extractor_names_`` order.
-    """
-
-    def __init__(self, selector: Any, transfer: np.ndarray) -> None:
-        self.selector = selector
-        self.transfer = np.asarray(transfer, dtype=np.float64)
-        self.extractor_names_ = list(selector.extractor_names_)
-        self.embedding_meta_ = selector.embedding_meta_
-        self.n_features_in_ = selector.n_features_in_
-        self.metric = selector.metric
-
-    def predict_scores(self, X: Any) -> np.ndarray:
-        """The hybrid's scores for every task of ``X`` (all taken to be this task).
-
-        As ``HybridSelector.predict_scores`` given the task's embedding (what ``warm_start``
-        and ``Task2VecSampler`` do: no domain screen); the transferability row counts only
-        where the gate reaches the estimator's ``min_gate``.
-        """
-        from t2v_automl.estimators import HybridSelector, hybrid_scores
-        from t2v_automl.estimators._selector import novelty_gate
-
-        prior = self.selector.predict_scores(X)
-        novelty = self.selector.novelty(X)
-        runs = novelty_gate(novelty) >= HybridSelector().min_gate
-        transfer = np.where(runs[:, None], self.transfer[None, :], np.nan)
-        return hybrid_scores(prior, transfer, novelty)[0]
+        """The true scores, for every task of ``X``: shape (len(X), n_extractors)."""
+        return np.tile(self.scores_, (len(X), 1))
 
 
 def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: int, seed: int,
               selector: Any = None, embedding: Any = None, kb_C: float = 1.0,
-              grid: np.ndarray = C_GRID, knowledge: Any = None) -> dict[str, Any]:
+              grid: np.ndarray = C_GRID, knowledge: Any = None, task: Any = None
+              ) -> dict[str, Any]:
     """Run one Optuna study of ``method`` on one task's table.
 
     Parameters
@@ -391,7 +384,8 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
     seed : int
         Seeds every sampler.
     selector : fitted selector, optional
-        Needed by the warm methods (``predict_scores``, ``extractor_names_``).
+        Needed by the warm methods (``predict_scores``, ``extractor_names_``); ignored by
+        ``oracle_warm_start+tpe``, which uses :class:`OracleSelector` on ``table``.
     embedding : Embedding or ndarray, optional
         The task's embedding, for the warm methods.
     kb_C : float, default=1.0
@@ -400,12 +394,17 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
         The C grid of the table's columns.
     knowledge : KnowledgeBase, optional
         Past studies (:func:`past_knowledge`), for ``warm_start(C from knowledge)``.
+    task : Task, optional
+        The task's training split, given to ``warm_start`` and ``Task2VecSampler`` as
+        ``task=`` next to its embedding: a ``HybridSelector`` then computes the task's
+        transferability score itself. Not given to the oracle.
 
     Returns
     -------
     dict
         ``values`` (ndarray of shape (n_trials,)), ``extractors`` (list of the trials'
-        extractors), ``enqueued`` (the extractors warm_start enqueued) and ``seconds``.
+        extractors), ``enqueued`` (the extractors warm_start enqueued), ``enqueued_C`` and
+        ``seconds``.
     """
     import optuna
 
@@ -416,7 +415,8 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warm = "warm_start" in method
     if method.startswith("oracle"):
-        selector = OracleSelector(names, np.asarray(table).max(axis=1))
+        selector, task = OracleSelector(names, np.asarray(table).max(axis=1)).fit(), None
+    images = {} if task is None else {"task": task}
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
@@ -425,7 +425,8 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
         elif "t2v_sampler" in method:
             base = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
                     if method.endswith("(3 start-up)") else None)
-            sampler = Task2VecSampler(selector, embedding, base_sampler=base, seed=seed)
+            sampler = Task2VecSampler(selector, embedding, base_sampler=base, seed=seed,
+                                      **images)
         elif method.endswith("(3 start-up)"):
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
         else:
@@ -440,7 +441,7 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
                      else {"C": float(kb_C)})
             enqueued = warm_start(study, embedding, selector, top_k=3, extra_params=extra,
                                   choices=list(names),
-                                  knowledge=knowledge if from_kb else None)
+                                  knowledge=knowledge if from_kb else None, **images)
         study.optimize(make_objective(table, names, grid), n_trials=n_trials)
     trials = study.get_trials(deepcopy=False)
     return {"values": np.array([t.value for t in trials], dtype=np.float64),
@@ -596,224 +597,49 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
                      f"mean gap after {n} trials", "ratio to cold TPE (CI)"], rows)
 
 
-# ----------------------------------------------------------------------------- tables
-def _digest(arr: np.ndarray) -> str:
-    a = np.ascontiguousarray(arr)
-    h = hashlib.blake2b(a.tobytes(), digest_size=16)
-    h.update(f"{a.shape}{a.dtype}".encode())
-    return h.hexdigest()
+def task_studies(methods: Sequence[str], n_seeds: int, table: np.ndarray, names: list[str],
+                 n_trials: int, hybrid: Any, plain: Any, embedding: Any, task: Any,
+                 kb_C: float, knowledge: Any = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every study of one held-out task: each method x seed (:func:`run_study`).
 
-
-def _features_cached(key: dict[str, Any], images: np.ndarray) -> np.ndarray:
-    """Features of ``images`` by extractor ``key["extractor"]`` (what the cache stores)."""
-    from t2v_automl.extractors import get_extractor
-
-    ext = get_extractor(key["extractor"], "cpu")
-    return ext.transform(images, batch_size=key["batch_size"], input_size=key["input_size"])
-
-
-def accuracy_grid(f_train: np.ndarray, y_train: np.ndarray, f_val: np.ndarray,
-                  y_val: np.ndarray, grid: np.ndarray = C_GRID) -> np.ndarray:
-    """Validation accuracy of the standardised logistic-regression probe at each C.
-
-    The probe is :mod:`t2v_automl.evaluation`'s: ``StandardScaler`` then
-    ``LogisticRegression(C, max_iter=2000, random_state=0)`` on float64 features.
+    One job per task, so that the selectors (the hybrid holds its embedders' probe
+    networks) travel once to a worker process, not once per study.
 
     Parameters
     ----------
-    f_train, f_val : ndarray of shape (n, d)
-        Features of the training and validation images.
-    y_train, y_val : ndarray of shape (n,)
-        Integer labels.
-    grid : ndarray of shape (n_C,)
-        Values of C.
+    methods : sequence of str
+    n_seeds : int
+    table, names, n_trials, kb_C
+        As :func:`run_study`.
+    hybrid : HybridSelector
+        The selector of the warm methods; given ``task=task``.
+    plain : ExtractorSelector
+        The selector of the *embedding only* rows (given no task).
+    embedding : Embedding
+        The task's Fisher embedding.
+    task : Task
+        The task's training split.
+    knowledge : KnowledgeBase, optional
+        Past studies, for ``warm_start(C from knowledge)``.
 
     Returns
     -------
-    ndarray of shape (n_C,)
+    dict of (method, seed) to the result of :func:`run_study`
     """
-    from sklearn.exceptions import ConvergenceWarning
-
-    from t2v_automl.evaluation import make_probe
-
-    x_tr, x_va = f_train.astype(np.float64), f_val.astype(np.float64)
-    out = np.empty(len(grid))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for k, C in enumerate(grid):
-            model = make_probe(float(C), random_state=0).fit(x_tr, y_train)
-            out[k] = float((model.predict(x_va) == y_val).mean())
-    return out
-
-
-def _row_cached(key: dict[str, Any], f_train: np.ndarray, y_train: np.ndarray,
-                f_val: np.ndarray, y_val: np.ndarray) -> np.ndarray:
-    """:func:`accuracy_grid` under a cache key (the arrays are ignored by the cache)."""
-    return accuracy_grid(f_train, y_train, f_val, y_val, np.asarray(key["grid"]))
-
-
-def task_table(train: Any, val: Any, names: Sequence[str], memory: Any, input_size: int,
-               grid: np.ndarray = C_GRID) -> np.ndarray:
-    """Validation accuracy of every extractor at every C on one task (cached).
-
-    Parameters
-    ----------
-    train, val : Task
-        Training and validation splits.
-    names : sequence of str
-        Extractors.
-    memory : joblib.Memory
-        Cache of features and tables.
-    input_size : int
-        Input size of the resizable extractors.
-    grid : ndarray of shape (n_C,)
-
-    Returns
-    -------
-    ndarray of shape (len(names), n_C)
-    """
-    # the cache is keyed by the functions' module: take them from the importable module
-    # ``warm_start``, so that a run as a script (``__main__``) and a script importing this
-    # one (``benchmarks/transfer_estimators.py``) share it
-    import warm_start as this
-
-    from t2v_automl.extractors import get_extractor
-
-    feats = memory.cache(this._features_cached, ignore=["images"])
-    rows = memory.cache(this._row_cached, ignore=["f_train", "y_train", "f_val", "y_val"])
-    t0 = time.perf_counter()
-    d_tr, d_va = _digest(train.images), _digest(val.images)
-    table = np.empty((len(names), len(grid)))
-    for j, name in enumerate(names):
-        ext = get_extractor(name, "cpu")
-        base = {"version": _CACHE_VERSION, "extractor": name,
-                "weights_sha256": ext.weights_sha256, "batch_size": 128,
-                "input_size": int(ext.resolve_input_size(input_size))}
-        k_tr, k_va = {**base, "images": d_tr}, {**base, "images": d_va}
-        f_tr = feats(k_tr, train.images)
-        f_va = feats(k_va, val.images)
-        key = {"version": _CACHE_VERSION, "train": k_tr, "val": k_va,
-               "y_train": _digest(train.labels), "y_val": _digest(val.labels),
-               "grid": [float(c) for c in grid]}
-        table[j] = rows(key, f_tr, train.labels, f_va, val.labels)
-    log(f"table of {train.name}: best {table.max():.3f} ({time.perf_counter() - t0:.1f}s)")
-    return table
-
-
-# ----------------------------------------------------------------------------- tasks
-def select_tasks(meta: Sequence[Mapping[str, Any]], n_subset: int, n_relabel: int,
-                 seed: int = 0) -> list[str]:
-    """Held-out tasks spread over the source datasets (deterministic).
-
-    Parameters
-    ----------
-    meta : sequence of mapping
-        Per suite task: ``name``, ``kind`` (``"subset"`` or ``"relabel"``) and
-        ``source_dataset``.
-    n_subset, n_relabel : int
-        Tasks of each kind drawn per source dataset (fewer where a source has fewer).
-    seed : int
-        Seeds the draw.
-
-    Returns
-    -------
-    list of str
-        Task names, grouped by source dataset in first-seen order.
-    """
-    rng = np.random.default_rng(seed)
-    sources = list(dict.fromkeys(m["source_dataset"] for m in meta))
-    out: list[str] = []
-    for src in sources:
-        for kind, k in (("subset", n_subset), ("relabel", n_relabel)):
-            cands = [m["name"] for m in meta if m["source_dataset"] == src and m["kind"] == kind]
-            if cands and k > 0:
-                pick = np.sort(rng.choice(len(cands), size=min(k, len(cands)), replace=False))
-                out += [cands[i] for i in pick]
-    return out
-
-
-def draw_tasks(meta: Sequence[Mapping[str, Any]], n_subset: int, n_relabel: int,
-               seeds: Sequence[int]) -> list[str]:
-    """The union of :func:`select_tasks` over ``seeds``, grouped by source dataset.
-
-    Within a source dataset, the tasks keep the order of their first draw.
-    """
-    drawn = list(dict.fromkeys(t for s in seeds
-                               for t in select_tasks(meta, n_subset, n_relabel, s)))
-    source = {m["name"]: m["source_dataset"] for m in meta}
-    order = list(dict.fromkeys(m["source_dataset"] for m in meta))
-    return sorted(drawn, key=lambda t: order.index(source[t]))
-
-
-def build_tables(names: Sequence[str], tasks: Sequence[str], memory: Any, input_size: int,
-                 test_cap: int) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """The accuracy table of every held-out task, and each task's metadata.
-
-    Computed in this process, one task after the other (the joblib ``Memory`` cache is
-    keyed by this script's path; several processes started with ``--precompute-only``
-    on different ``--tasks`` share it safely).
-    """
-    from build_knowledge import cap_test  # the knowledge base's own test split
-
-    from t2v_automl.suites import make_suite
-
-    wanted = set(tasks)
-    suite = {st.name: st for st in make_suite("default", seed=0) if st.name in wanted}
-    missing = wanted - set(suite)
-    if missing:
-        raise SystemExit(f"tasks not in the default suite: {sorted(missing)}")
-    tables, info = {}, {}
-    t0 = time.perf_counter()
-    for name in tasks:
-        st = suite[name]
-        val = cap_test(st.test, test_cap if st.kind == "subset" else None)
-        info[name] = {"kind": st.kind, "source_dataset": st.provenance["source_dataset"],
-                      "n_classes": int(st.n_classes), "n_train": int(st.train.n_images),
-                      "n_val": int(val.n_images)}
-        tables[name] = task_table(st.train, val, list(names), memory, input_size)
-    log(f"tables of {len(tasks)} tasks in {time.perf_counter() - t0:.0f}s")
-    return tables, info
-
-
-# ----------------------------------------------------------------------------- main
-def log(msg: str) -> None:
-    """Print a timestamped line."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def logme_scores(kb: Any) -> np.ndarray:
-    """LogME of every knowledge-base task and extractor, from the selection benchmark's cache.
-
-    Raises
-    ------
-    SystemExit
-        Some task has no cached score: run ``python benchmarks/selection.py`` first.
-    """
-    from selection import CACHE as SELECTION_CACHE
-    from selection import BenchData, transfer_inputs
-
-    data = BenchData.from_knowledge(kb)
-    settings = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
-    transfer_inputs(data, str(settings.get("suite", "default")), int(settings.get("seed", 0)),
-                    int(settings.get("input_size", 64)), SELECTION_CACHE, log,
-                    cached_only=True)
-    scores = data.transfer["logme"][0]
-    if not np.isfinite(scores).any(axis=1).all():
-        raise SystemExit("LogME scores are missing for some tasks: run "
-                         "`python benchmarks/selection.py` first (it fills the cache).")
-    return scores
-
-
-def _study_job(method: str, table: np.ndarray, names: list[str], n_trials: int, seed: int,
-               selector: Any, embedding: Any, kb_C: float, knowledge: Any = None
-               ) -> dict[str, Any]:
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    out = {}
     with threadpool_limits(1):
-        return run_study(method, table, names, n_trials, seed, selector, embedding, kb_C,
-                         knowledge=knowledge)
+        for m in methods:
+            embedding_only = "embedding only" in m
+            for s in range(n_seeds):
+                out[(m, s)] = run_study(
+                    m, table, names, n_trials, s, plain if embedding_only else hybrid,
+                    embedding, kb_C, knowledge=knowledge if "C from knowledge" in m else None,
+                    task=None if embedding_only else task)
+    return out
 
 
 def past_knowledge(kb: Any, tables: Mapping[str, np.ndarray], info: Mapping[str, Any],
@@ -940,8 +766,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-trials", type=int, default=40)
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--test-cap", type=int, default=500,
-                    help="validation cap of subset tasks (as in build_knowledge.py)")
-    ap.add_argument("--n-jobs", type=int, default=1, help="parallel studies")
+                    help="validation cap of subset tasks (the knowledge base's "
+                         "test_cap_subset_tasks)")
+    ap.add_argument("--n-jobs", type=int, default=1,
+                    help="parallel processes for the studies (one job per held-out task)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--precompute-only", action="store_true",
                     help="compute the feature / accuracy tables (cached) and stop")
@@ -961,28 +789,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import torch
-    from joblib import Memory
+    from joblib import Memory, Parallel, delayed
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     threadpool_limits(1)
-    from t2v_automl.estimators import ExtractorSelector
+    from t2v_automl.estimators import (
+        ExtractorSelector,
+        HybridSelector,
+        TransferabilitySelector,
+    )
     from t2v_automl.extractors import list_extractors
     from t2v_automl.knowledge import KnowledgeBase
-    from t2v_automl.suites import make_suite
 
     t_start = time.perf_counter()
-    memory = Memory(str(CACHE), verbose=0)
+    features = feature_memory()  # the benchmarks' one feature cache
     names = list_extractors(available_only=True)
-    suite_meta = [{"name": st.name, "kind": st.kind,
-                   "source_dataset": st.provenance["source_dataset"]}
-                  for st in make_suite("default", seed=0)]
-    tasks = args.tasks or draw_tasks(suite_meta, args.n_subset, args.n_relabel,
+    tasks = args.tasks or draw_tasks(suite_meta(), args.n_subset, args.n_relabel,
                                      args.task_seeds)
     log(f"{len(tasks)} held-out tasks, {len(names)} extractors, C grid {len(C_GRID)} values")
     order = tasks[::-1] if args.reverse else tasks
-    tables, info = build_tables(names, order, memory, args.input_size, args.test_cap)
+    tables, info, train = build_tables(names, order, args.input_size, args.test_cap,
+                                       Memory(str(TABLES), verbose=0), features)
     tables, info = {t: tables[t] for t in tasks}, {t: info[t] for t in tasks}
+    t_tables = time.perf_counter() - t_start
     if args.precompute_only:
         return 0
 
@@ -990,25 +820,45 @@ def main(argv: list[str] | None = None) -> int:
     if list(kb.extractor_names) != names:
         raise SystemExit(f"the knowledge base's extractors {kb.extractor_names} differ from "
                          f"the zoo's {names}")
-    kb_C = float(kb.provenance[0].get("evaluation", {}).get("C", 1.0))
+    evaluation = kb.provenance[0].get("evaluation", {})
+    kb_C = float(evaluation.get("C", 1.0))
+    if int(evaluation.get("input_size", args.input_size)) != args.input_size:
+        raise SystemExit(f"--input-size {args.input_size} differs from the knowledge base's "
+                         f"{evaluation['input_size']}: the tables would not reproduce its "
+                         f"scores, nor share the hybrid's LogME features")
     sources = np.array([p["source_dataset"] for p in kb.provenance])
+    held_out = list(dict.fromkeys(info[t]["source_dataset"] for t in tasks))
+    t0 = time.perf_counter()
+    # the product: one HybridSelector per held-out source dataset, its LogME features read
+    # from (or written to) the shared feature cache the tables filled
+    hybrid = {src: HybridSelector.from_knowledge(
+        kb.subset(sources != src), transferability=TransferabilitySelector(memory=features))
+        for src in held_out}
     plain = {src: ExtractorSelector.from_knowledge(kb.subset(sources != src))
-             for src in dict.fromkeys(info[t]["source_dataset"] for t in tasks)}
+             for src in held_out}
+    log(f"{len(hybrid)} hybrid selectors in {time.perf_counter() - t0:.0f}s")
     names_kb = list(kb.extractor_names)
-    logme = logme_scores(kb)
-    selectors = {t: PrecomputedHybrid(plain[info[t]["source_dataset"]],
-                                      logme[kb.index(t)]) for t in tasks}
     j_C = snap_index(kb_C)
 
-    # sanity: the table's C = kb_C column against the knowledge base's scores
-    check, sel_regret = [], {}
+    # sanity: the splits are the base's, the table's C = kb_C column reproduces its scores
+    check = []
     for t in tasks:
+        prov = kb.provenance[kb.index(t)]
+        if (info[t]["train_fingerprint"], info[t]["val_fingerprint"]) != \
+                (prov["train_fingerprint"], prov["test_fingerprint"]):
+            raise SystemExit(f"{t}: the rebuilt splits are not those of the knowledge base "
+                             f"(fingerprints differ)")
         kb_row = kb.scores[kb.index(t)]
         check.append(float(np.nanmax(np.abs(tables[t][:, j_C] - kb_row))))
-        pred = selectors[t].predict_scores([kb.embedding(t)])[0]
-        info[t]["novelty"] = float(plain[info[t]["source_dataset"]].novelty(
-            [kb.embedding(t)])[0])
+        src = info[t]["source_dataset"]
+        ex = hybrid[src].explain([train[t]], embeddings=[kb.embedding(t)])
+        pred = ex.scores[0]
+        info[t]["novelty"] = float(ex.novelty[0])
+        info[t]["gate"] = float(ex.gate[0])
+        info[t]["logme"] = (np.round(ex.transfer_scores[0], 6).tolist()
+                            if ex.transfer_computed[0] else None)
         top = names_kb[int(np.argmax(pred))]
+        top3 = [names_kb[i] for i in np.argsort(-pred, kind="stable")[:3]]
         info[t].update({
             "best_achievable": float(tables[t].max()),
             "best_cell": [names_kb[int(np.unravel_index(tables[t].argmax(),
@@ -1018,36 +868,30 @@ def main(argv: list[str] | None = None) -> int:
             "best_at_kb_C": float(tables[t][:, j_C].max()),
             "n_cells_within_tolerance": int((tables[t] >= tables[t].max()
                                              - TOLERANCE_POINTS / 100 - 1e-12).sum()),
-            "selector_top3": [names_kb[i] for i in np.argsort(-pred, kind="stable")[:3]],
+            "selector_top3": top3,
             "selector_top1_regret_at_kb_C": float(100 * (tables[t][:, j_C].max()
                                                          - tables[t][names_kb.index(top),
                                                                      j_C])),
             "selector_top3_best_gap": float(100 * (tables[t].max() - max(
-                tables[t][names_kb.index(n)].max()
-                for n in [names_kb[i] for i in np.argsort(-pred, kind="stable")[:3]]))),
+                tables[t][names_kb.index(n)].max() for n in top3))),
         })
-        sel_regret[t] = info[t]["selector_top1_regret_at_kb_C"]
-    log(f"max |table(C={kb_C:g}) - knowledge base score| over tasks: {max(check):.4f}")
+    log(f"max |table(C={kb_C:g}) - knowledge base score| over tasks: {max(check):.4f}; "
+        f"LogME computed for {sum(info[t]['logme'] is not None for t in tasks)} of "
+        f"{len(tasks)} tasks")
 
-    from joblib import Parallel, delayed
-
-    past = {src: past_knowledge(kb, tables, info, names_kb, src)
-            for src in dict.fromkeys(info[t]["source_dataset"] for t in tasks)}
-    jobs, keys = [], []
+    past = {src: past_knowledge(kb, tables, info, names_kb, src) for src in held_out}
+    jobs = []
     for t in tasks:
-        emb = kb.embedding(t)
-        for m in args.methods:
-            sel = plain[info[t]["source_dataset"]] if "embedding only" in m else selectors[t]
-            know = past[info[t]["source_dataset"]] if "C from knowledge" in m else None
-            for s in range(args.seeds):
-                keys.append((t, m, s))
-                jobs.append(delayed(_study_job)(m, tables[t], names_kb, args.n_trials, s,
-                                                sel, emb, kb_C, know))
+        src = info[t]["source_dataset"]
+        jobs.append(delayed(task_studies)(
+            args.methods, args.seeds, tables[t], names_kb, args.n_trials, hybrid[src],
+            plain[src], kb.embedding(t), train[t], kb_C, past[src]))
     t0 = time.perf_counter()
     results = Parallel(n_jobs=args.n_jobs)(jobs)
     t_studies = time.perf_counter() - t0
-    log(f"{len(jobs)} studies in {t_studies:.0f}s")
-    res = dict(zip(keys, results, strict=True))
+    res = {(t, m, s): r for t, out in zip(tasks, results, strict=True)
+           for (m, s), r in out.items()}
+    log(f"{len(res)} studies in {t_studies:.0f}s")
     m_kb = "warm_start(C from knowledge)+tpe(3 start-up)"
     if m_kb in args.methods:
         for t in tasks:  # what warm_start read from the past studies (the same every seed)
@@ -1077,9 +921,15 @@ def main(argv: list[str] | None = None) -> int:
                         for k, v in vars(args).items()},
                      "C_grid": C_GRID, "C_bounds": [C_LOW, C_HIGH], "kb_C": kb_C,
                      "kb_tasks": len(kb), "extractors": names_kb,
-                     "selector": "HybridSelector defaults: ExtractorSelector() fitted on kb "
-                                 "minus the held-out task's source dataset + the task's "
-                                 "cached LogME scores (PrecomputedHybrid)"},
+                     "selector": "HybridSelector.from_knowledge(kb.subset(<tasks of the "
+                                 "other source datasets>), transferability="
+                                 "TransferabilitySelector(memory=benchmarks/.cache/features))"
+                                 " (defaults otherwise); the integration gets the task's "
+                                 "stored Fisher embedding and task=<its training split>, and "
+                                 "the hybrid computes LogME itself where the gate reaches "
+                                 "min_gate",
+                     "embedding_only_selector": "ExtractorSelector.from_knowledge(<the same "
+                                                "subset>)"},
         "machine": machine(),
         "command": "python benchmarks/warm_start.py" + "".join(
             f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
@@ -1098,6 +948,7 @@ def main(argv: list[str] | None = None) -> int:
             "values": " ".join(f"{v:.6g}" for v in r["values"]),
             "extractors": " ".join(str(names_kb.index(e)) for e in r["extractors"])}
             for (t, m, s), r in res.items()},
+        "table_seconds": t_tables,
         "study_seconds": t_studies,
         "total_seconds": time.perf_counter() - t_start,
     }
@@ -1171,6 +1022,14 @@ def _knowledge_c_line(data: Mapping[str, Any], tasks: Sequence[str]) -> list[str
     ]
 
 
+def _logme_count(info: Mapping[str, Any]) -> str:
+    """`` (n of N tasks)``: how many held-out tasks got a LogME score (empty if unknown)."""
+    if not all("logme" in i for i in info.values()):
+        return ""
+    n = sum(i["logme"] is not None for i in info.values())
+    return f" ({n} of {len(info)} tasks)"
+
+
 def _num(x: Any) -> float:
     """A number from the results (JSON writes inf as null)."""
     return math.inf if x is None else float(x)
@@ -1191,16 +1050,19 @@ def render_markdown(data: Mapping[str, Any], tasks: Sequence[str], args: Any) ->
         "Search space: `extractor` (categorical, "
         f"{len(data['settings']['extractors'])} extractors) x `C` (log-uniform "
         f"{C_LOW:g}..{C_HIGH:g}); objective: validation accuracy of the "
-        "standardised logistic-regression probe on frozen features (ImageNet nets at "
-        f"{args.input_size} px). **The objective snaps C to the nearest of "
-        f"{len(C_GRID)} grid values** (half-decades 1e-3..1e2) so that every value is looked "
-        "up in a precomputed table. Selector: the default `HybridSelector` "
-        "(`ExtractorSelector()` on the shipped knowledge base minus every task of the "
-        "held-out task's source dataset, leave-one-source-dataset-out, base of "
-        f"{data['settings']['kb_tasks']} tasks; blended by novelty with the task's LogME "
-        "scores); *embedding only* rows: `ExtractorSelector()` alone. Validation split: "
-        "the task's test split as the knowledge base evaluated "
-        "it; the table's C = 1 column reproduces the base's scores to "
+        "linear head of the knowledge base (standardised logistic regression) on frozen "
+        f"features (ImageNet nets at {args.input_size} px). **The objective snaps C to the "
+        f"nearest of {len(C_GRID)} grid values** (half-decades 1e-3..1e2) so that every "
+        "value is looked up in a precomputed table. Selector: the product's "
+        "`HybridSelector.from_knowledge` on the shipped knowledge base minus every task of "
+        "the held-out task's source dataset (leave-one-source-dataset-out, base of "
+        f"{data['settings']['kb_tasks']} tasks), its defaults otherwise; `warm_start` and "
+        "`Task2VecSampler` get the task's stored Fisher embedding and `task=` its training "
+        "split, and the hybrid computes the task's LogME scores itself where its novelty "
+        "gate reaches `min_gate`" + _logme_count(info) + "; *embedding only* rows: "
+        "`ExtractorSelector.from_knowledge` on the same base alone. Validation split: the "
+        "task's test split as the knowledge base evaluated it (fingerprints checked); the "
+        "table's C = 1 column reproduces the base's scores to "
         f"{data['kb_score_check_max_abs_diff']:.4f}.",
         "",
         f"Target: within {TOLERANCE_POINTS} points of the best achievable accuracy (the "

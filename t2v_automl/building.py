@@ -55,6 +55,7 @@ __all__ = [
     "KnowledgeBuild",
     "build_knowledge",
     "build_knowledge_details",
+    "cap_test_split",
 ]
 
 #: Extra embedding sets kept in the knowledge base for baselines: name -> the
@@ -133,7 +134,7 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _cap_test(test: Task, cap: int | None) -> Task:
+def cap_test_split(test: Task, cap: int | None) -> Task:
     """A stratified, deterministic subsample of at most ``cap`` test images.
 
     Each class keeps a share of ``cap`` proportional to its size (largest remainders, at
@@ -310,7 +311,7 @@ def _evaluate_all(tasks: Iterator[SuiteTask], names: list[str], memory: Any,
                 memo.wrap(get_extractor(name, device))
         n_calls = 0
         for st in progress(tasks, verbose=verbose, desc="brute force"):
-            test = _cap_test(st.test, test_cap if st.kind == "subset" else None)
+            test = cap_test_split(st.test, test_cap if st.kind == "subset" else None)
             t0 = time.perf_counter()
             zoo = evaluate_zoo(names, [(st.train, test)], n_jobs=1, memory=memory,
                                input_size=input_size, C=C, device=device)

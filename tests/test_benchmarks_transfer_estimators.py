@@ -59,3 +59,31 @@ def test_summary_of_a_perfect_and_a_reversed_ranking(te: Any) -> None:
                       "command": "c", "n_tasks": 2, "settings": {"task_seeds": [0]},
                       "extractors": ["a", "b", "c"]})
     assert "Lowest mean regret: **LogME**" in text and "**none**" in text
+
+
+def test_features_come_from_the_shared_feature_path(te: Any, tmp_path: Path,
+                                                    digits: Any) -> None:
+    """``_features`` is ``task_features`` of the training split on the given cache."""
+    from t2v_automl.transferability import task_features
+    from tests.conftest import make_digit_task
+
+    train = {"a": make_digit_task(digits, (0, 1), n_per_class=10),
+             "b": make_digit_task(digits, (2, 3, 4), n_per_class=8, seed=1)}
+    feats, labels = te._features(["b", "a"], ["raw_pixels"], 28, train, memory=tmp_path)
+    assert list(feats) == ["b", "a"]
+    np.testing.assert_array_equal(feats["a"][0],
+                                  task_features("raw_pixels", train["a"], input_size=28))
+    np.testing.assert_array_equal(labels["b"], train["b"].labels)
+    assert any(tmp_path.rglob("output.pkl"))
+
+
+def test_the_draw_is_the_warm_start_draw(te: Any) -> None:
+    import _common
+
+    meta = [{"name": f"{s}/{k}/{i}", "kind": k, "source_dataset": s}
+            for s in ("x", "y") for k in ("subset", "relabel") for i in range(6)]
+    one = _common.draw_tasks(meta, 2, 1, [0])
+    assert one == _common.select_tasks(meta, 2, 1, 0) and len(one) == 6
+    both = _common.draw_tasks(meta, 2, 1, [0, 1])
+    assert set(one) <= set(both) and len(set(both)) == len(both)
+    assert [t.split("/")[0] for t in both] == sorted(t.split("/")[0] for t in both)

@@ -1,9 +1,11 @@
-"""Fast checks of the warm-start benchmark's objective, studies and summary (synthetic)."""
+"""Fast checks of the warm-start benchmark's objective, studies, summary and tables."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,12 @@ def ws() -> Any:
     return load_benchmark(_PATH.stem, "bench_warm_start")
 
 
+@pytest.fixture(scope="module")
+def wst(ws: Any) -> Any:
+    """The benchmark's helper module (importable once the script put benchmarks/ on the path)."""
+    return importlib.import_module("_warm_start_tables")
+
+
 NAMES = ["a", "b", "c", "d", "e"]
 
 
@@ -33,6 +41,9 @@ def table(ws: Any) -> np.ndarray:
     return t
 
 
+PREDICTED = [0.70, 0.60, 0.80, 0.90, 0.50]
+
+
 class FakeSelector:
     """The minimal selector interface warm_start and Task2VecSampler use."""
 
@@ -41,7 +52,24 @@ class FakeSelector:
     n_features_in_ = 3
 
     def predict_scores(self, X: Any) -> np.ndarray:
-        return np.array([[0.70, 0.60, 0.80, 0.90, 0.50]] * len(X))
+        return np.array([PREDICTED] * len(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.predict_scores(X)
+
+
+class SpyHybrid(FakeSelector):
+    """A selector with ``explain`` (as HybridSelector) that records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    def explain(self, X: Any = None, embeddings: Any = None,
+                domain_embeddings: Any = None) -> Any:
+        self.calls.append((X, embeddings))
+        n = len(embeddings)
+        return SimpleNamespace(scores=np.array([PREDICTED] * n), novelty=np.full(n, 3.0),
+                               gate=np.ones(n))
 
 
 def test_snap_index(ws: Any) -> None:
@@ -120,27 +148,122 @@ def test_run_study(ws: Any, table: np.ndarray, method: str) -> None:
     np.testing.assert_array_equal(values, again["values"])  # seeded
 
 
-def test_accuracy_grid_on_blobs(ws: Any) -> None:
+@pytest.mark.parametrize("method", ["warm_start+tpe", "t2v_sampler", "warm_start+t2v_sampler",
+                                    "oracle_warm_start+tpe"])
+def test_run_study_gives_the_hybrid_the_task(ws: Any, table: np.ndarray, method: str) -> None:
+    # the integration asks a selector with explain() for explain([task], embeddings=[emb])
+    emb, task = np.array([0.1, 0.2, 0.3]), object()
+    spy = SpyHybrid()
+    out = ws.run_study(method, table, NAMES, n_trials=4, seed=0, selector=spy,
+                       embedding=emb, task=task)
+    if method.startswith("oracle"):  # the oracle replaces the selector, and gets no task
+        assert spy.calls == [] and out["enqueued"][0] == "d"
+        return
+    assert spy.calls and all(X == [task] for X, _ in spy.calls)
+    assert all(np.array_equal(np.asarray(E[0]), emb) for _, E in spy.calls)
+    assert len(spy.calls) == 2 if method == "warm_start+t2v_sampler" else len(spy.calls) == 1
+
+
+def test_task_studies_wires_selectors_and_task(ws: Any, table: np.ndarray) -> None:
+    emb, task = np.array([0.1, 0.2, 0.3]), object()
+    hybrid, plain = SpyHybrid(), SpyHybrid()
+    methods = ["tpe", "warm_start+tpe", "warm_start(embedding only)+tpe"]
+    out = ws.task_studies(methods, 2, table, NAMES, 4, hybrid, plain, emb, task, 1.0)
+    assert sorted(out) == sorted((m, s) for m in methods for s in range(2))
+    assert [X for X, _ in hybrid.calls] == [[task]] * 2  # warm_start+tpe, two seeds
+    assert [X for X, _ in plain.calls] == [None] * 2  # embedding only: no task
+    again = ws.run_study("warm_start+tpe", table, NAMES, 4, 1, SpyHybrid(), emb, task=task)
+    np.testing.assert_array_equal(out[("warm_start+tpe", 1)]["values"], again["values"])
+
+
+def test_oracle_selector_follows_the_selector_contract(ws: Any) -> None:
+    scores = np.array([0.2, 0.9, 0.5])
+    oracle = ws.OracleSelector(["a", "b", "c"], scores).fit()
+    np.testing.assert_array_equal(oracle.predict([None, None]), np.tile(scores, (2, 1)))
+    assert list(oracle.select([None])) == ["b"]
+    assert list(oracle.rank([None])[0]) == ["b", "c", "a"]
+
+
+def test_accuracy_grid_on_blobs(wst: Any) -> None:
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
     x = rng.normal(size=(40, 4)) + 3.0 * y[:, None]
-    acc = ws.accuracy_grid(x[::2], y[::2], x[1::2], y[1::2], ws.C_GRID[::5])
+    acc = wst.accuracy_grid(x[::2], y[::2], x[1::2], y[1::2], wst.C_GRID[::5])
     assert acc.shape == (3,) and (acc >= 0.9).all()
 
 
-def test_select_tasks_spreads_over_sources(ws: Any) -> None:
+def test_validation_split_caps_by_class_in_order(wst: Any) -> None:
+    from t2v_automl.tasks import Task
+
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(labels.size)
+    images = rng.random((labels.size, 3, 4, 4)).astype(np.float32)
+    test = Task.from_arrays(images[order], labels[order], name="t")
+    assert wst.validation_split(test, None) is test
+    assert wst.validation_split(test, 100) is test
+    val = wst.validation_split(test, 20)
+    assert val.n_images == 20
+    np.testing.assert_array_equal(np.bincount(val.labels), [12, 6, 2])
+    for c, k in enumerate([12, 6, 2]):  # the first images of each class, in split order
+        first = np.flatnonzero(test.labels == c)[:k]
+        np.testing.assert_array_equal(val.images[val.labels == c], test.images[first])
+
+
+def test_task_table_features_are_the_hybrids(wst: Any, digits: Any, tmp_path: Path) -> None:
+    # the table's training features go through task_features into the shared cache, where
+    # the hybrid's TransferabilitySelector reads them (no second feature path)
+    from joblib import Memory
+
+    from t2v_automl.estimators import TransferabilitySelector
+    from t2v_automl.extractors import get_extractor
+    from t2v_automl.transferability import logme, task_features
+    from tests.conftest import make_digit_task
+
+    train = make_digit_task(digits, (0, 1, 2), n_per_class=20, seed=0)
+    val = make_digit_task(digits, (0, 1, 2), n_per_class=20, seed=1)
+    features = Memory(str(tmp_path / "features"), verbose=0)
+    rows = Memory(str(tmp_path / "rows"), verbose=0)
+    names = ["raw_pixels"]
+    grid = wst.C_GRID[::5]
+    table = wst.task_table(train, val, names, 16, rows, features, grid)
+    ext = get_extractor("raw_pixels", "cpu")
+    expected = wst.accuracy_grid(ext.transform(train.images), train.labels,
+                                 ext.transform(val.images), val.labels, grid)
+    np.testing.assert_array_equal(table[0], expected)
+
+    def entries() -> set[str]:  # one folder per cached call of the product's feature path
+        return {p.parent.name for p in (tmp_path / "features").rglob("output.pkl")}
+
+    cached = entries()
+    assert len(cached) == 2  # the training and the validation split
+    sel = TransferabilitySelector(extractors=names, input_size=16, memory=features).fit()
+    got = sel.predict_scores([train])
+    assert entries() == cached  # LogME read the table's training features
+    assert got[0, 0] == pytest.approx(logme(task_features("raw_pixels", train), train.labels))
+    np.testing.assert_array_equal(  # and the rows are cached: same table without features
+        wst.task_table(train, val, names, 16, rows, None, grid), table)
+
+
+@pytest.fixture(scope="module")
+def common(ws: Any) -> Any:
+    """``benchmarks/_common.py``, whose draw of held-out tasks the benchmark uses."""
+    return importlib.import_module("_common")
+
+
+def test_select_tasks_spreads_over_sources(common: Any) -> None:
     meta = [{"name": f"{s}/{k}/{i}", "kind": k, "source_dataset": s}
             for s in ("x", "y") for k in ("subset", "relabel") for i in range(6)]
-    picked = ws.select_tasks(meta, 3, 1, seed=0)
-    assert len(picked) == 8 and picked == ws.select_tasks(meta, 3, 1, seed=0)
+    picked = common.select_tasks(meta, 3, 1, seed=0)
+    assert len(picked) == 8 and picked == common.select_tasks(meta, 3, 1, seed=0)
     assert sum(p.startswith("x/subset") for p in picked) == 3
     assert sum(p.startswith("y/relabel") for p in picked) == 1
 
 
-def test_draw_tasks_is_the_union_of_the_draws_grouped_by_source(ws: Any) -> None:
+def test_draw_tasks_is_the_union_of_the_draws_grouped_by_source(ws: Any, common: Any) -> None:
     meta = [{"name": f"{s}/{k}/{i}", "kind": k, "source_dataset": s}
             for s in ("x", "y") for k in ("subset", "relabel") for i in range(6)]
-    a, b = (ws.select_tasks(meta, 2, 1, seed=s) for s in (0, 1))
+    a, b = (common.select_tasks(meta, 2, 1, seed=s) for s in (0, 1))
     both = ws.draw_tasks(meta, 2, 1, [0, 1])
     assert set(both) == set(a) | set(b) and len(both) == len(set(both))
     first_y = next(i for i, t in enumerate(both) if t.startswith("y/"))
@@ -215,7 +338,7 @@ def test_past_knowledge_records_each_extractors_best_c(ws: Any) -> None:
     # warm_start reads each enqueued extractor's best C from it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
-    top = ws.OracleSelector(names, tab.max(axis=1))
+    top = ws.OracleSelector(names, tab.max(axis=1)).fit()
     enq = warm_start(study, kb.embedding(task_b), top, top_k=2, knowledge=past,
                      choices=names)
     best = [names[i] for i in np.argsort(-tab.max(axis=1), kind="stable")[:2]]

@@ -13,7 +13,7 @@
 - ranking metrics (from :mod:`t2v_automl.metrics`).
 """
 
-from t2v_automl.estimators._base import SelectorMixin
+from t2v_automl.estimators._base import SelectorMixin, neighbour_average
 from t2v_automl.estimators._baselines import (
     BestOnAverage,
     FixedExtractor,
@@ -53,6 +53,7 @@ __all__ = [
     "mean_regret",
     "mean_weighted_tau",
     "meta_features",
+    "neighbour_average",
     "novelty_gate",
     "row_standardise",
     "top1_regret",
