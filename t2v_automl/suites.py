@@ -56,6 +56,7 @@ from t2v_automl.datasets import (
     list_pools,
     load_pool,
 )
+from t2v_automl._validation import check_int
 from t2v_automl.exceptions import InvalidTaskError, UnknownNameError
 from t2v_automl.tasks import Task
 
@@ -431,9 +432,30 @@ def list_suites() -> dict[str, str]:
     return dict(_SUITES)
 
 
+def _resize_train(builder: _Builder, n_per_class: int, draw: int) -> None:
+    """Redraw every spec's training split: about ``n_per_class`` images per task class.
+
+    From the same training reserve (so still disjoint from the unchanged test split), the
+    same number from each source class: ``max(1, round(n_per_class * n_task_classes /
+    n_source_classes))`` (fewer where a reserve is smaller). The draw depends on the
+    image pool and ``draw`` only, so the label functions of a pool share their images and
+    the draws of increasing sizes are nested.
+    """
+    for spec in builder.specs:
+        pool = builder.pools[spec.source]
+        reserve = builder.reserves[spec.source][0]
+        src = [pool.class_names.index(c) for c in spec.label_map]
+        n_task = len(set(spec.label_map.values()))
+        per_src = max(1, int(round(n_per_class * n_task / len(src))))
+        rng = _rng(builder.seed, spec.image_pool, "train-resize", draw)
+        spec.train_idx = _draw(rng, reserve, src, per_src)
+        spec.n_per_source_class = min(per_src, *(reserve[c].shape[0] for c in src))
+
+
 def _specs(name: str, seed: int, pools: Sequence[str] | None, skip_missing: bool,
-           pool_options: Mapping[str, Mapping[str, Any]] | None, verbose: int | bool
-           ) -> tuple[list[_Spec], dict[str, Pool]]:
+           pool_options: Mapping[str, Mapping[str, Any]] | None, verbose: int | bool,
+           train_per_class: int | None = None, train_draw: int = 0,
+           tasks: Sequence[str] | None = None) -> tuple[list[_Spec], dict[str, Pool]]:
     if name not in _PLANS:
         raise UnknownNameError(
             f"unknown suite {name!r}; expected one of {', '.join(_PLANS)}."
@@ -456,7 +478,20 @@ def _specs(name: str, seed: int, pools: Sequence[str] | None, skip_missing: bool
     if len(set(names)) != len(names):  # a bug in a plan, never the user's doing
         dup = sorted({n for n in names if names.count(n) > 1})
         raise RuntimeError(f"suite {name!r} has duplicate task names {dup[:5]}")
-    return builder.specs, loaded
+    if train_per_class is not None:
+        _resize_train(builder, check_int(train_per_class, "train_per_class", 1),
+                      check_int(train_draw, "train_draw", 0))
+    specs = builder.specs
+    if tasks is not None:
+        wanted_tasks = list(tasks)
+        missing = sorted(set(wanted_tasks) - set(names))
+        if missing:
+            raise UnknownNameError(
+                f"suite {name!r} (seed {seed}) has no task(s) {missing[:5]}; list its tasks "
+                f"with [t.name for t in iter_suite({name!r})].")
+        keep = set(wanted_tasks)
+        specs = [sp for sp in specs if sp.name in keep]
+    return specs, loaded
 
 
 def _materialise(spec: _Spec, pool: Pool, suite: str, seed: int,
@@ -504,7 +539,9 @@ def _materialise(spec: _Spec, pool: Pool, suite: str, seed: int,
 def iter_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | None = None,
                skip_missing: bool = False,
                pool_options: Mapping[str, Mapping[str, Any]] | None = None,
-               verbose: int | bool = False) -> Iterator[SuiteTask]:
+               verbose: int | bool = False, train_per_class: int | None = None,
+               train_draw: int = 0, tasks: Sequence[str] | None = None
+               ) -> Iterator[SuiteTask]:
     """Yield the tasks of a suite one at a time (same tasks, same order as :func:`make_suite`).
 
     Only the source pools (``uint8``) and the current task's float images are held in
@@ -512,7 +549,8 @@ def iter_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
     Parameters are those of :func:`make_suite`; pools are loaded and the suite's
     composition is drawn before the first task is yielded.
     """
-    specs, loaded = _specs(name, seed, pools, skip_missing, pool_options, verbose)
+    specs, loaded = _specs(name, seed, pools, skip_missing, pool_options, verbose,
+                           train_per_class, train_draw, tasks)
     return _iter_specs(specs, loaded, name, int(seed), verbose)
 
 
@@ -527,7 +565,8 @@ def _iter_specs(specs: list[_Spec], loaded: dict[str, Pool], name: str, seed: in
 def make_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | None = None,
                skip_missing: bool = False,
                pool_options: Mapping[str, Mapping[str, Any]] | None = None,
-               verbose: int | bool = False) -> list[SuiteTask]:
+               verbose: int | bool = False, train_per_class: int | None = None,
+               train_draw: int = 0, tasks: Sequence[str] | None = None) -> list[SuiteTask]:
     """Build a task suite from installed image pools.
 
     Parameters
@@ -548,6 +587,18 @@ def make_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
         ``{"clipart": {"root": "/my/clipart"}}``.
     verbose : bool or int, default=False
         Show progress bars.
+    train_per_class : int, optional
+        Redraw every task's training split with about this many images per class (the
+        small-task protocol of ``benchmarks/small_tasks.py``): the same classes, label
+        function and test split, the training images drawn anew from the same training
+        reserve (at most :data:`MAX_TRAIN_PER_CLASS` per source class), the same number
+        from each source class (``max(1, round(train_per_class * n_task_classes /
+        n_source_classes))``). The label functions of an image pool share their
+        images, and the draws of increasing sizes (same ``train_draw``) are nested.
+    train_draw : int, default=0
+        Which redraw (with ``train_per_class``).
+    tasks : sequence of str, optional
+        Build only these tasks (by name); their content is the same as in the full suite.
 
     Returns
     -------
@@ -567,4 +618,6 @@ def make_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
     iter_suite : the same tasks, built one at a time to save memory.
     """
     return list(iter_suite(name, seed, pools=pools, skip_missing=skip_missing,
-                           pool_options=pool_options, verbose=verbose))
+                           pool_options=pool_options, verbose=verbose,
+                           train_per_class=train_per_class, train_draw=train_draw,
+                           tasks=tasks))

@@ -31,7 +31,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +53,21 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSFERABILITY_SCORES",
     "Transferability",
+    "etran",
+    "etran_components",
     "get_transferability",
     "h_score",
     "knn_accuracy",
     "leep",
     "list_transferability",
     "logme",
+    "logme_authors",
+    "logme_pca",
+    "minmax_combine",
     "nce",
+    "ncti",
+    "ncti_components",
+    "pca_reduce",
     "register_transferability",
     "softmax",
     "subsample_task",
@@ -124,7 +132,42 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- scores
-# ----------------------------------------------------------------------------- scores
+def _evidence(F: np.ndarray, y: np.ndarray, *, max_iter: int, tol: float, eps: float,
+              exact: bool) -> float:
+    """LogME's evidence per image, averaged over classes (see :func:`logme`)."""
+    n, d = F.shape
+    Y = np.eye(int(y.max()) + 1)[y]  # (n, C)
+    U, S, _ = np.linalg.svd(F, full_matrices=False)
+    sig = S ** 2  # (k,)
+    k = sig.shape[0]
+    Z = U.T @ Y  # (k, C): targets in the singular basis
+    y2 = (Y ** 2).sum(axis=0)  # (C,)
+    resid0 = np.maximum(y2 - (Z ** 2).sum(axis=0), 0.0)  # part of y outside span(F)
+    C = Y.shape[1]
+    alpha, beta = np.ones(C), np.ones(C)
+    floor = eps if eps > 0 else 1e-300
+    for _ in range(int(max_iter)):
+        t = alpha / beta
+        g = sig[:, None] / (sig[:, None] + t[None, :])  # (k, C)
+        gamma = g.sum(axis=0)
+        # m in the basis V: m_i = S_i z_i / (sigma_i + alpha / beta)
+        m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
+        res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
+        alpha = np.maximum(gamma, 1e-12) / np.maximum(m2 + eps, floor)
+        beta = np.maximum(n - gamma, 1e-12) / np.maximum(res2 + eps, floor)
+        if np.all(np.abs(alpha / beta - t) <= tol * np.abs(t)):
+            break
+    t = alpha / beta
+    m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
+    res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
+    logdetA = np.log(alpha[None, :] + beta[None, :] * sig[:, None]).sum(axis=0)
+    if exact:  # the d - k zero singular values of F still contribute log(alpha) each
+        logdetA = logdetA + (d - k) * np.log(alpha)
+    ev = (d * np.log(alpha) + n * np.log(beta) - beta * res2 - alpha * m2 - logdetA
+          - n * math.log(2 * math.pi)) / (2 * n)
+    return float(ev.mean())
+
+
 def logme(features: Any, labels: Any, *, max_iter: int = 100, tol: float = 1e-4) -> float:
     """LogME: the log marginal evidence of a Bayesian linear model on the features.
 
@@ -138,6 +181,10 @@ def logme(features: Any, labels: Any, *, max_iter: int = 100, tol: float = 1e-4)
 
     ``L/n = (1/2n) [d log alpha + n log beta - beta |y - F m|^2 - alpha |m|^2
     - log|A| - n log 2 pi]``, ``A = alpha I + beta F^T F``.
+
+    This is the *exact* evidence: ``log|A|`` counts all ``d`` eigenvalues of ``A``,
+    including the ``d - k`` equal to ``alpha`` when ``F`` has rank ``k < d`` (more
+    features than images). The authors' code omits those; see :func:`logme_authors`.
 
     Parameters
     ----------
@@ -156,35 +203,269 @@ def logme(features: Any, labels: Any, *, max_iter: int = 100, tol: float = 1e-4)
     """
     F = _check_features(features)
     y = _check_labels(labels, F.shape[0])
-    n, d = F.shape
-    Y = np.eye(int(y.max()) + 1)[y]  # (n, C)
-    U, S, _ = np.linalg.svd(F, full_matrices=False)
-    sig = S ** 2  # (k,)
-    k = sig.shape[0]
-    Z = U.T @ Y  # (k, C): targets in the singular basis
-    y2 = (Y ** 2).sum(axis=0)  # (C,)
-    resid0 = np.maximum(y2 - (Z ** 2).sum(axis=0), 0.0)  # part of y outside span(F)
-    C = Y.shape[1]
-    alpha, beta = np.ones(C), np.ones(C)
-    for _ in range(int(max_iter)):
-        t = alpha / beta
-        g = sig[:, None] / (sig[:, None] + t[None, :])  # (k, C)
-        gamma = g.sum(axis=0)
-        # m in the basis V: m_i = S_i z_i / (sigma_i + alpha / beta)
-        m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
-        res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
-        alpha = np.maximum(gamma, 1e-12) / np.maximum(m2, 1e-300)
-        beta = np.maximum(n - gamma, 1e-12) / np.maximum(res2, 1e-300)
-        if np.all(np.abs(alpha / beta - t) <= tol * np.abs(t)):
-            break
-    t = alpha / beta
-    m2 = ((S[:, None] * Z / (sig[:, None] + t[None, :])) ** 2).sum(axis=0)
-    res2 = ((Z * t[None, :] / (sig[:, None] + t[None, :])) ** 2).sum(axis=0) + resid0
-    logdetA = np.log(alpha[None, :] + beta[None, :] * sig[:, None]).sum(axis=0) \
-        + (d - k) * np.log(alpha)
-    ev = (d * np.log(alpha) + n * np.log(beta) - beta * res2 - alpha * m2 - logdetA
-          - n * math.log(2 * math.pi)) / (2 * n)
-    return float(ev.mean())
+    return _evidence(F, y, max_iter=max_iter, tol=tol, eps=0.0, exact=True)
+
+
+def logme_authors(features: Any, labels: Any) -> float:
+    """LogME as the authors' code computes it (``thuml/LogME``, fixed-point version).
+
+    The same model and updates as :func:`logme`, with the authors' constants (at most 11
+    iterations, relative tolerance 1e-3, 1e-5 added to both denominators) and their
+    ``log|A|``, which sums ``log(alpha + beta sigma_i)`` over the ``k = min(n, d)``
+    singular values only: the ``(d - k) log alpha`` of the remaining eigenvalues of ``A``
+    is left out. The two agree when ``n >= d``; when ``d > n`` (1280-d features of a few
+    hundred images, this zoo's regime) the missing term rewards a large ``alpha`` in
+    proportion to ``d - k``, and the two can rank candidates very differently
+    (``tests/test_transferability.py`` shows a case). Kept so that figures can be
+    compared with published ones.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+
+    Returns
+    -------
+    float
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    return _evidence(F, y, max_iter=11, tol=1e-3, eps=1e-5, exact=False)
+
+
+def pca_reduce(features: Any, n_components: int) -> np.ndarray:
+    """Centred features projected on their first principal components (deterministic).
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    n_components : int
+        Kept components; at most ``min(n, d)``.
+
+    Returns
+    -------
+    ndarray of shape (n, min(n_components, n, d))
+        ``U_k S_k`` of the full SVD of the centred features (signs as LAPACK gives them:
+        every score here is invariant to them).
+    """
+    F = _check_features(features)
+    k = min(check_int(n_components, "n_components", 1), *F.shape)
+    Fc = F - F.mean(axis=0)
+    U, S, _ = np.linalg.svd(Fc, full_matrices=False)
+    return U[:, :k] * S[:k]
+
+
+def logme_pca(features: Any, labels: Any, *, n_components: int = 64) -> float:
+    """:func:`logme` on the first ``n_components`` principal components of the features.
+
+    Candidates with 1280 and 16 features are compared on equal dimension (NCTI's
+    reduction, Wang et al. 2023, applied to LogME): with ``d`` far above the number of
+    images the evidence is dominated by terms in ``d``, not by how well the features
+    explain the labels.
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    n_components : int, default=64
+
+    Returns
+    -------
+    float
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    return _evidence(pca_reduce(F, n_components), y, max_iter=100, tol=1e-4, eps=0.0,
+                     exact=True)
+
+
+def _class_counts(y: np.ndarray) -> np.ndarray:
+    return np.bincount(y, minlength=int(y.max()) + 1).astype(np.float64)
+
+
+def _nuclear(M: np.ndarray) -> float:
+    return float(np.linalg.svd(M, compute_uv=False).sum()) if M.size else 0.0
+
+
+def ncti_components(features: Any, labels: Any, *, n_components: int = 64
+                    ) -> np.ndarray:
+    """The three neural-collapse terms of NCTI for one candidate (Wang et al., ICCV 2023).
+
+    "How Far Pre-trained Models Are from Neural Collapse on the Target Dataset Informs
+    their Transferability". The features are reduced to ``n_components`` by PCA; a
+    shrinkage linear discriminant analysis (shrinkage ``max(exp(-sum of the first 32
+    PCA variances), 1e-10)``; the plain SVD solver when that is at its floor) projects them
+    and gives class posteriors ``P``. On small tasks the PCA keeps at most ``(n - C) // 2``
+    components (``n`` images, ``C`` classes; our adaptation, the paper's tasks have
+    thousands of images): with as many dimensions as within-class degrees of freedom the
+    LDA separates any labelling of the training images, random features included, and
+    every candidate would score ``ncc = 1``. Then:
+
+    - ``seli`` (simplex ETF / between-class spread): the nuclear norm of the centred LDA
+      projections, higher = more collapsed towards separated class means;
+    - ``ncc`` (nearest-class-centre classifier): the mean posterior of the true class;
+    - ``vc`` (within-class variability): ``log sum_c |P_c|_*``, the nuclear norms of each
+      class's posterior rows, *lower* = more collapsed.
+
+    :func:`ncti` combines them across candidates: ``minmax(seli) + minmax(ncc) -
+    minmax(vc)``. Features with no variance give ``seli = 0`` and posteriors equal to the
+    class priors (the score of a constant extractor, defined rather than an error).
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    n_components : int, default=64
+
+    Returns
+    -------
+    ndarray of shape (3,)
+        ``[seli, ncc, vc]``.
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    n = F.shape[0]
+    counts = _class_counts(y)
+    k = check_int(n_components, "n_components", 1)
+    X = pca_reduce(F, max(1, min(k, (n - len(counts)) // 2)))
+    var = (X ** 2).sum(axis=0) / max(n - 1, 1)  # PCA explained variances
+    if not np.any(var > 1e-12 * max(float(np.abs(F).max()), 1.0) ** 2):
+        post = np.tile(counts / n, (n, 1))
+        seli = 0.0
+    else:
+        import warnings
+
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        shrink = max(math.exp(-float(var[:32].sum())), 1e-10)
+        lda = (LinearDiscriminantAnalysis(solver="svd") if shrink <= 1e-10 else
+               LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrink))
+        with warnings.catch_warnings():  # collinear PCA components of tiny tasks
+            warnings.simplefilter("ignore")
+            low = lda.fit(X, y).transform(X)
+            post = lda.predict_proba(X)
+        low = low - low.mean(axis=0, keepdims=True)
+        seli = _nuclear(low)
+    ncc = float(post[np.arange(n), y].mean())
+    vc = math.log(max(sum(_nuclear(post[y == c]) for c in range(len(counts))), 1e-300))
+    return np.array([seli, ncc, vc])
+
+
+def etran_components(features: Any, labels: Any, *, tail_fraction: float = 1.0
+                     ) -> np.ndarray:
+    """The energy and LDA classification terms of ETran for one candidate.
+
+    Gholami et al., "ETran: Energy-Based Transferability Estimation", ICCV 2023, the
+    classification score ``S_en + S_lda`` (``S_svd`` is for detection):
+
+    - ``energy``: the mean over images of ``log sum_j exp(f_j)``, the negative free
+      energy of the features read as logits (higher = the features look
+      in-distribution); with ``tail_fraction < 1`` only that fraction of images with the
+      lowest energy is averaged (the authors' code averages the lowest 0.5 %);
+    - ``lda``: the mean posterior of the true class under the authors' LDA classifier.
+      Their classifier keeps every discriminant direction, an orthonormal basis, so its
+      scores reduce to ``f . mu_c - |mu_c|^2 / 2 + log pi_c`` (class means ``mu_c``,
+      priors ``pi_c``), soft-maxed over classes: that is what is computed here.
+
+    :func:`etran` combines them across candidates, ``minmax(energy) + minmax(lda)``
+    (the two are on unrelated scales).
+
+    Parameters
+    ----------
+    features : array-like of shape (n, d)
+    labels : array-like of shape (n,)
+    tail_fraction : float in (0, 1], default=1.0
+
+    Returns
+    -------
+    ndarray of shape (2,)
+        ``[energy, lda]``.
+    """
+    F = _check_features(features)
+    y = _check_labels(labels, F.shape[0])
+    if isinstance(tail_fraction, bool) or not isinstance(tail_fraction, numbers.Real) \
+            or not 0.0 < float(tail_fraction) <= 1.0:
+        raise InvalidParameterError(
+            f"tail_fraction must lie in (0, 1]; got {tail_fraction!r}.")
+    n = F.shape[0]
+    top = F.max(axis=1, keepdims=True)
+    energy = (top[:, 0] + np.log(np.exp(F - top).sum(axis=1)))
+    keep = max(1, int(math.floor(float(tail_fraction) * n)))
+    energy_score = float(np.sort(energy)[:keep].mean())
+    counts = _class_counts(y)
+    means = np.zeros((len(counts), F.shape[1]))
+    np.add.at(means, y, F)
+    means /= counts[:, None]
+    logits = F @ means.T - 0.5 * (means ** 2).sum(axis=1) + np.log(counts / n)
+    post = softmax(logits)
+    return np.array([energy_score, float(post[np.arange(n), y].mean())])
+
+
+def minmax_combine(components: Any, signs: Any) -> np.ndarray:
+    """Combine per-candidate score components across candidates: ``sum_j s_j minmax(c_j)``.
+
+    Each column is rescaled to [0, 1] over the candidates with a finite value (a column
+    equal for all of them contributes 0); a candidate with a NaN component gets NaN
+    (ranked last).
+
+    Parameters
+    ----------
+    components : array-like of shape (n_candidates, n_components)
+    signs : array-like of shape (n_components,)
+        +1 where higher is better, -1 where lower is better.
+
+    Returns
+    -------
+    ndarray of shape (n_candidates,)
+    """
+    C = np.asarray(components, dtype=np.float64)
+    s = np.asarray(signs, dtype=np.float64)
+    if C.ndim != 2 or C.shape[1] != s.shape[0]:
+        raise InvalidParameterError(
+            f"components must be (n_candidates, {s.shape[0]}); got shape {C.shape}.")
+    out = np.zeros(C.shape[0])
+    for j in range(C.shape[1]):
+        col = C[:, j]
+        ok = np.isfinite(col)
+        if not ok.any():
+            return np.full(C.shape[0], np.nan)
+        lo, hi = col[ok].min(), col[ok].max()
+        out += s[j] * ((col - lo) / (hi - lo) if hi > lo else np.where(ok, 0.0, np.nan))
+    out[~np.isfinite(C).all(axis=1)] = np.nan
+    return out
+
+
+def ncti(components: Any) -> np.ndarray:
+    """NCTI of several candidates from their :func:`ncti_components` rows.
+
+    ``minmax(seli) + minmax(ncc) - minmax(vc)`` over the candidates (Wang et al. 2023):
+    a *relative* score, meaningful only between candidates scored on the same task.
+
+    Parameters
+    ----------
+    components : array-like of shape (n_candidates, 3)
+
+    Returns
+    -------
+    ndarray of shape (n_candidates,)
+    """
+    return minmax_combine(components, (1.0, 1.0, -1.0))
+
+
+def etran(components: Any) -> np.ndarray:
+    """ETran of several candidates from their :func:`etran_components` rows.
+
+    ``minmax(energy) + minmax(lda)`` over the candidates: a relative score.
+
+    Parameters
+    ----------
+    components : array-like of shape (n_candidates, 2)
+
+    Returns
+    -------
+    ndarray of shape (n_candidates,)
+    """
+    return minmax_combine(components, (1.0, 1.0))
 
 
 def leep(source_probs: Any, labels: Any) -> float:
@@ -354,29 +635,83 @@ class Transferability:
     ----------
     name : str
     fn : callable
-        ``fn(x, labels) -> float``, higher = better.
+        ``fn(x, labels)``, higher = better: a float, or, for a *relative* score (one with
+        ``combine``), a 1-D array of components.
     needs : {"features", "source_probs", "source_labels"}
         What ``x`` is: the penultimate features ``(n, d)``, the source head's class
         probabilities ``(n, n_source_classes)`` or its hard labels ``(n,)``. Extractors
         without a source head get NaN for the last two.
     description : str
+    combine : callable or None
+        For a score that is only defined relative to the other candidates (NCTI, ETran):
+        ``combine(components) -> scores`` maps the ``(n_candidates, n_components)``
+        matrix of ``fn``'s outputs on one task to one score per candidate. None: ``fn``
+        gives the score itself.
     """
 
     name: str
-    fn: Callable[..., float]
+    fn: Callable[..., Any]
     needs: str = "features"
     description: str = ""
+    combine: Callable[[np.ndarray], np.ndarray] | None = None
 
-    def __call__(self, x: Any, labels: Any) -> float:
-        """The score of ``x`` for ``labels``."""
-        return float(self.fn(x, labels))
+    @property
+    def relative(self) -> bool:
+        """Whether the score compares candidates (needs :attr:`combine`)."""
+        return self.combine is not None
+
+    def __call__(self, x: Any, labels: Any) -> Any:
+        """The score (or, for a relative score, the components) of ``x`` for ``labels``."""
+        out = self.fn(x, labels)
+        return np.asarray(out, dtype=np.float64).ravel() if self.relative else float(out)
+
+    def score_candidates(self, xs: Sequence[Any], labels: Any,
+                         names: Sequence[str] | None = None) -> np.ndarray:
+        """The score of several candidates on one task.
+
+        Parameters
+        ----------
+        xs : sequence of array-like or None
+            One input per candidate (None: the candidate cannot be scored, e.g. a
+            source-head score for an extractor without one: NaN).
+        labels : array-like of shape (n,)
+        names : sequence of str, optional
+            Candidate names for error messages.
+
+        Returns
+        -------
+        ndarray of shape (n_candidates,)
+            Higher = better; NaN for a candidate that could not be scored.
+
+        Raises
+        ------
+        InvalidTaskError
+            A candidate's input is unusable (NaN features...): the message names it.
+        """
+        names = list(names) if names is not None else [f"#{i}" for i in range(len(xs))]
+        raw: list[Any] = []
+        for name, x in zip(names, xs, strict=True):
+            if x is None:
+                raw.append(None)
+                continue
+            try:
+                raw.append(self(x, labels))
+            except (InvalidTaskError, InvalidInputTypeError) as exc:
+                raise type(exc)(f"candidate {name!r}, score {self.name!r}: {exc}") from exc
+        if not self.relative:
+            return np.array([np.nan if r is None else r for r in raw], dtype=np.float64)
+        width = max((len(r) for r in raw if r is not None), default=1)
+        comp = np.array([np.full(width, np.nan) if r is None else r for r in raw])
+        return np.asarray(self.combine(comp), dtype=np.float64)  # type: ignore[misc]
 
 
 _REGISTRY: dict[str, Transferability] = {}
 
 
-def register_transferability(name: str, fn: Callable[..., float], *, needs: str = "features",
-                             description: str = "", overwrite: bool = False) -> None:
+def register_transferability(name: str, fn: Callable[..., Any], *, needs: str = "features",
+                             description: str = "", overwrite: bool = False,
+                             combine: Callable[[np.ndarray], np.ndarray] | None = None
+                             ) -> None:
     """Register a transferability score under ``name``.
 
     Parameters
@@ -388,6 +723,10 @@ def register_transferability(name: str, fn: Callable[..., float], *, needs: str 
     description : str, optional
     overwrite : bool, default=False
         Replace an existing entry of that name.
+    combine : callable, optional
+        Makes the score *relative*: ``fn`` returns a 1-D array of components per
+        candidate and ``combine`` maps the ``(n_candidates, n_components)`` matrix of one
+        task to one score per candidate (e.g. :func:`minmax_combine`).
 
     Raises
     ------
@@ -401,11 +740,16 @@ def register_transferability(name: str, fn: Callable[..., float], *, needs: str 
             f"fn must be callable as fn(x, labels) -> float; got {type(fn).__name__}.")
     if needs not in INPUTS:
         raise InvalidParameterError(f"needs must be one of {INPUTS}; got {needs!r}.")
+    if combine is not None and not callable(combine):
+        raise InvalidParameterError(
+            f"combine must be callable as combine(components) -> scores; got "
+            f"{type(combine).__name__}.")
     if name in _REGISTRY and not overwrite:
         raise InvalidParameterError(
             f"a transferability score named {name!r} is registered already; pass "
             f"overwrite=True to replace it, or pick another name.")
-    _REGISTRY[name] = Transferability(name=name, fn=fn, needs=needs, description=description)
+    _REGISTRY[name] = Transferability(name=name, fn=fn, needs=needs, description=description,
+                                      combine=combine)
 
 
 def get_transferability(name: str) -> Transferability:
@@ -443,8 +787,18 @@ for _name, _fn, _needs, _doc in (
         ("nce", nce, "source_labels", "NCE of the source head's hard labels (NaN without one)"),
         ("h_score", h_score, "features", "H-score on the penultimate features"),
         ("knn_accuracy", knn_accuracy, "features",
-         "leave-one-out 5-NN accuracy on standardised features")):
+         "leave-one-out 5-NN accuracy on standardised features"),
+        ("logme_authors", logme_authors, "features",
+         "LogME as thuml/LogME computes it (log|A| over min(n, d) eigenvalues)"),
+        ("logme_pca", logme_pca, "features",
+         "exact LogME on the first 64 principal components")):
     register_transferability(_name, _fn, needs=_needs, description=_doc)
+register_transferability("ncti", ncti_components, combine=ncti,
+                         description="NCTI: PCA-64, LDA, the three neural-collapse terms, "
+                                     "min-max across candidates (relative)")
+register_transferability("etran", etran_components, combine=etran,
+                         description="ETran classification score: energy + LDA, min-max "
+                                     "across candidates (relative)")
 
 #: The built-in scores and what they compute (kept for compatibility: the registry is
 #: :func:`list_transferability`).
