@@ -63,9 +63,12 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
     measure : str, default="logme"
         A registered transferability score
         (:func:`~t2v_automl.transferability.list_transferability`: ``"logme"``,
-        ``"leep"``, ``"nce"``, ``"h_score"``, ``"knn_accuracy"`` and any registered
-        with :func:`~t2v_automl.transferability.register_transferability`; the parameter
-        is not called ``score`` because :meth:`score` is the ranking-quality method).
+        ``"logme_authors"``, ``"logme_pca"``, ``"ncti"``, ``"etran"``, ``"leep"``,
+        ``"nce"``, ``"h_score"``, ``"knn_accuracy"`` and any registered with
+        :func:`~t2v_automl.transferability.register_transferability`; the parameter is
+        not called ``score`` because :meth:`score` is the ranking-quality method).
+        Relative scores (NCTI, ETran) are combined across the candidates of each task,
+        so a task's scores depend on which candidates are compared.
         Scores that need the extractor's own source classifier give NaN (ranked last) for
         extractors without one.
     extractors : sequence of str, optional
@@ -154,8 +157,8 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         self.extractor_names_ = names
         return self
 
-    def _one(self, name: str, task: Task) -> tuple[float, float]:
-        """(score, seconds: the features' compute time, cached or not, plus the score's)."""
+    def _inputs(self, name: str, task: Task) -> tuple[Any, float]:
+        """(the score's input for this candidate or None, the features' seconds)."""
         from t2v_automl.extractors import get_extractor
 
         score = get_transferability(self.measure)
@@ -163,16 +166,13 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
                               "device": self.device, "memory": self.memory,
                               "return_seconds": True}
         if score.needs == "features":
-            x, seconds = task_features(name, task, **kw)
-        else:
-            if not get_extractor(name, device=self.device).has_source_head:
-                return float("nan"), 0.0
-            logits, seconds = task_features(name, task, kind="source_logits", **kw)
-            logits = np.asarray(logits, dtype=np.float64)
-            x = softmax(logits) if score.needs == "source_probs" else logits.argmax(axis=1)
-        t0 = time.perf_counter()
-        value = score(x, task.labels)
-        return value, seconds + time.perf_counter() - t0
+            return task_features(name, task, **kw)
+        if not get_extractor(name, device=self.device).has_source_head:
+            return None, 0.0
+        logits, seconds = task_features(name, task, kind="source_logits", **kw)
+        logits = np.asarray(logits, dtype=np.float64)
+        return (softmax(logits) if score.needs == "source_probs"
+                else logits.argmax(axis=1)), seconds
 
     def predict_scores(self, X: Any, return_times: bool = False
                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -186,7 +186,8 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         return_times : bool, default=False
             Also return the seconds per task and candidate: the features' compute time (for
             features read from ``memory``, the time of the run that computed them: what
-            they cost without a cache) plus the score's.
+            they cost without a cache) plus the score's (a relative score, computed for
+            all candidates at once, is shared equally among them).
 
         Returns
         -------
@@ -195,14 +196,33 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
             for an extractor without one).
         times : ndarray of shape (n_tasks, n_extractors)
             Only with ``return_times``.
+
+        Raises
+        ------
+        InvalidTaskError
+            A candidate's features are unusable (NaN or inf): the message names it.
         """
         check_is_fitted(self, "extractor_names_")
         tasks = [subsample_task(t, self.max_images, self.random_state) for t in _tasks(X)]
-        out = np.full((len(tasks), len(self.extractor_names_)), np.nan)
+        names = list(self.extractor_names_)
+        score = get_transferability(self.measure)
+        out = np.full((len(tasks), len(names)), np.nan)
         times = np.zeros_like(out)
-        cells = [(i, j) for i in range(len(tasks)) for j in range(len(self.extractor_names_))]
+        inputs: list[list[Any]] = [[None] * len(names) for _ in tasks]
+        cells = [(i, j) for i in range(len(tasks)) for j in range(len(names))]
         for i, j in progress(cells, verbose=self.verbose, desc=self.measure):
-            out[i, j], times[i, j] = self._one(self.extractor_names_[j], tasks[i])
+            inputs[i][j], times[i, j] = self._inputs(names[j], tasks[i])
+        for i, task in enumerate(tasks):
+            if score.relative:
+                t0 = time.perf_counter()
+                out[i] = score.score_candidates(inputs[i], task.labels, names)
+                times[i] += (time.perf_counter() - t0) / len(names)
+                continue
+            for j in range(len(names)):
+                t0 = time.perf_counter()
+                out[i, j] = score.score_candidates([inputs[i][j]], task.labels,
+                                                   [names[j]])[0]
+                times[i, j] += time.perf_counter() - t0
         return (out, times) if return_times else out
 
     def predict(self, X: Any) -> np.ndarray:
