@@ -9,7 +9,8 @@ Protocol (leave one source dataset out, small training splits)
     of the five source datasets (``_common.select_tasks``, seed ``--task-seed``). Each is
     rebuilt with its training split redrawn at 5, 10, 20 and 50 images per class
     (``t2v_automl.suites.iter_suite(train_per_class=...)``: same classes, label function
-    and large test split; nested draws). For the fold of source ``s`` every method sees
+    and large test split, capped at 500 images for class-subset tasks as in the knowledge
+    base's build; nested draws). For the fold of source ``s`` every method sees
     the knowledge base without ``s`` (``kb.subset``), so every held-out task is from an
     unseen domain.
 
@@ -62,6 +63,8 @@ MEASURES = ("logme", "logme_authors", "logme_pca", "ncti", "etran", "h_score",
             "knn_accuracy")
 INPUT_SIZE = 64
 C_HEAD = 1.0
+#: The knowledge base's test cap of class-subset tasks (``evaluation.test_cap_subset_tasks``).
+TEST_CAP = 500
 
 
 def _key(task: str, size: int, draw: int) -> str:
@@ -90,11 +93,14 @@ def held_out_tasks(kb: Any, n_subset: int, n_relabel: int, seed: int) -> list[st
 def precompute_record(st: Any, size: int, draw: int, extractors: list[str], memory: Any,
                       fisher: Any, domain: Any) -> dict[str, Any]:
     """Ground truth, brute-force cost, embeddings' cost and every measure for one small task."""
+    from t2v_automl.building import cap_test_split
     from t2v_automl.estimators import TransferabilitySelector
     from t2v_automl.evaluation import make_linear_head
     from t2v_automl.transferability import task_features
 
-    train, test = st.train, st.test
+    train = st.train
+    # the knowledge base's rule: subset tasks' test splits capped at 500 images
+    test = cap_test_split(st.test, TEST_CAP) if st.provenance["kind"] == "subset" else st.test
     m = len(extractors)
     acc, feat_s, fit_s = np.full(m, np.nan), np.zeros(m), np.zeros(m)
     for j, name in enumerate(extractors):
