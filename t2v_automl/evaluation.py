@@ -37,7 +37,12 @@ from t2v_automl.exceptions import (
     InvalidTaskError,
     UnknownNameError,
 )
-from t2v_automl.extractors import check_available, get_extractor, list_extractors
+from t2v_automl.extractors import (
+    ExtractorSpec,
+    check_available,
+    get_extractor,
+    list_extractors,
+)
 from t2v_automl.tasks import Task, as_task
 
 __all__ = [
@@ -198,13 +203,9 @@ def _check_C(C: float | Sequence[float]) -> tuple[float, ...]:
     return tuple(float(c) for c in values)
 
 
-def _check_extractor_name(name: Any) -> str:
-    if not isinstance(name, str) or name not in list_extractors():
-        raise UnknownNameError(
-            f"unknown extractor {name!r}; known extractors: {', '.join(list_extractors())}."
-        )
-    check_available(name)
-    return name
+def _check_extractor(extractor: Any) -> ExtractorSpec:
+    """The spec of a name, scheme name, spec, module or function (registered here)."""
+    return check_available(extractor)
 
 
 # ----------------------------------------------------------------------------- the linear head
@@ -283,7 +284,7 @@ def _fit_linear_head(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarra
     return pred, C
 
 
-def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
+def evaluate_extractor(extractor_name: Any, train: Task, test: Task, *,
                        input_size: int | None = None, C: float | Sequence[float] = 1.0,
                        n_splits: int = 3, random_state: int = 0, device: str = "cpu",
                        batch_size: int = 128) -> EvalResult:
@@ -291,8 +292,11 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
 
     Parameters
     ----------
-    extractor_name : str
-        One of :func:`~t2v_automl.extractors.list_extractors`.
+    extractor_name : str, ExtractorSpec, nn.Module or callable
+        One of :func:`~t2v_automl.extractors.list_extractors`, a scheme name
+        (``"timm:resnet18@/path/r18.pth"``), a spec from
+        :func:`~t2v_automl.extractors.as_extractor`, or a module or function giving
+        ``(n, d)`` features (see :func:`~t2v_automl.extractors.get_extractor`).
     train, test : Task
         The two splits of one task (equal ``classes``). The test split sets the precision
         of the score: with ``n`` test images the standard error is up to ``0.5/sqrt(n)``.
@@ -327,7 +331,7 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
     Cs = _check_C(C)
     if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer) or n_splits < 2:
         raise InvalidParameterError(f"n_splits must be an integer >= 2; got {n_splits!r}.")
-    ext = get_extractor(_check_extractor_name(extractor_name), device)
+    ext = get_extractor(_check_extractor(extractor_name), device)
     size = ext.resolve_input_size(input_size)
     if test.n_images < 100:
         logger.info("task %r: only %d test images; the accuracy's standard error is up to "
@@ -355,27 +359,31 @@ def evaluate_extractor(extractor_name: str, train: Task, test: Task, *,
 
 
 # ----------------------------------------------------------------------------- the zoo
-def _evaluate_cached(key: dict[str, Any], train: Task, test: Task) -> EvalResult:
-    """What a joblib Memory caches: ``key`` identifies the call, the tasks are ignored."""
-    return evaluate_extractor(key["extractor"], train, test, **key["settings"])
+def _evaluate_cached(key: dict[str, Any], train: Task, test: Task,
+                     spec: ExtractorSpec | None = None) -> EvalResult:
+    """What a joblib Memory caches: ``key`` identifies the call; tasks and spec are ignored."""
+    return evaluate_extractor(key["extractor"] if spec is None else spec, train, test,
+                              **key["settings"])
 
 
-def _evaluate_pair(extractors: list[str], train: Task, test: Task, settings: dict[str, Any],
-                   memory: Any) -> list[EvalResult]:
+def _evaluate_pair(extractors: list[ExtractorSpec], train: Task, test: Task,
+                   settings: dict[str, Any], memory: Any) -> list[EvalResult]:
+    """One task, every extractor: the specs travel with the call (to a worker, by value)."""
     check_allocator()
     out = []
-    cached = None if memory is None else memory.cache(_evaluate_cached, ignore=["train", "test"])
+    cached = None if memory is None else memory.cache(_evaluate_cached,
+                                                      ignore=["train", "test", "spec"])
     train_fp, test_fp = (train.fingerprint, test.fingerprint) if cached else ("", "")
-    for name in extractors:
+    for spec in extractors:
         if cached is None:
-            out.append(evaluate_extractor(name, train, test, **settings))
+            out.append(evaluate_extractor(spec, train, test, **settings))
             continue
-        ext = get_extractor(name, settings["device"])
-        key = {"version": _CACHE_VERSION, "extractor": name,
+        ext = get_extractor(spec, settings["device"])
+        key = {"version": _CACHE_VERSION, "extractor": spec.name,
                "weights_sha256": ext.weights_sha256, "settings": settings,
                "train": [train.name, train_fp, [str(c) for c in train.classes]],
                "test": [test.name, test_fp]}
-        out.append(cached(key, train, test))
+        out.append(cached(key, train, test, spec))
     return out
 
 
@@ -394,7 +402,7 @@ def _as_memory(memory: Any) -> Any:
     )
 
 
-def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, Task]],
+def evaluate_zoo(extractors: Sequence[Any] | None, pairs: Sequence[tuple[Task, Task]],
                  n_jobs: int | None = None, memory: Any = None, verbose: int = 0, *,
                  input_size: int | None = None, C: float | Sequence[float] = 1.0,
                  n_splits: int = 3, random_state: int = 0, device: str = "cpu",
@@ -403,9 +411,13 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
 
     Parameters
     ----------
-    extractors : sequence of str or None
-        Extractor names; ``None`` means every available one
-        (``list_extractors(available_only=True)``).
+    extractors : sequence or None
+        Extractor names, scheme names (``"timm:resnet18@/path/r18.pth"``), specs
+        (:func:`~t2v_automl.extractors.as_extractor`, :func:`~t2v_automl.extractors.read_zoo`
+        names) or modules / feature functions; ``None`` means every available registered
+        one (``list_extractors(available_only=True)``). Each travels to the workers with
+        the call (a spec by value, a scheme name resolved there), so user extractors need
+        no registration in the workers.
     pairs : sequence of (Task, Task)
         ``(train, test)`` splits of each task; the two of a pair must have equal
         ``classes``.
@@ -435,16 +447,16 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
     """
     from joblib import delayed
 
-    names = list(list_extractors(available_only=True) if extractors is None else extractors)
     if isinstance(extractors, str):
         raise InvalidInputTypeError(
             f"extractors must be a list of names, not one string; got {extractors!r}. Pass "
             f"[{extractors!r}]."
         )
-    if not names:
+    wanted = list(list_extractors(available_only=True) if extractors is None else extractors)
+    if not wanted:
         raise UnknownNameError("no extractors to evaluate: pass a non-empty list of names.")
-    for name in names:
-        _check_extractor_name(name)
+    specs = [_check_extractor(e) for e in wanted]
+    names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise UnknownNameError(f"extractor names must be unique; got {names}.")
     checked: list[tuple[Task, Task]] = []
@@ -463,7 +475,7 @@ def evaluate_zoo(extractors: Sequence[str] | None, pairs: Sequence[tuple[Task, T
                 "n_splits": n_splits, "random_state": random_state, "device": device,
                 "batch_size": batch_size}
 
-    jobs = [delayed(_evaluate_pair)(names, tr, te, settings, mem) for tr, te in checked]
+    jobs = [delayed(_evaluate_pair)(specs, tr, te, settings, mem) for tr, te in checked]
     logger.info("evaluating %d extractors on %d tasks (n_jobs=%s)", len(names), len(checked),
                 n_jobs)
     rows = run_jobs(jobs, n_jobs, verbose=verbose, desc="tasks")

@@ -308,8 +308,9 @@ def ncti_components(features: Any, labels: Any, *, n_components: int = 64
       class's posterior rows, *lower* = more collapsed.
 
     :func:`ncti` combines them across candidates: ``minmax(seli) + minmax(ncc) -
-    minmax(vc)``. Features with no variance give ``seli = 0`` and posteriors equal to the
-    class priors (the score of a constant extractor, defined rather than an error).
+    minmax(vc)``. Features with no variance, and tasks with no more images than classes,
+    give ``seli = 0`` and posteriors equal to the class priors (the score of a constant
+    extractor, defined rather than an error).
 
     Parameters
     ----------
@@ -329,7 +330,9 @@ def ncti_components(features: Any, labels: Any, *, n_components: int = 64
     k = check_int(n_components, "n_components", 1)
     X = pca_reduce(F, max(1, min(k, (n - len(counts)) // 2)))
     var = (X ** 2).sum(axis=0) / max(n - 1, 1)  # PCA explained variances
-    if not np.any(var > 1e-12 * max(float(np.abs(F).max()), 1.0) ** 2):
+    if n <= len(counts) or not np.any(var > 1e-12 * max(float(np.abs(F).max()), 1.0) ** 2):
+        # no variance, or one image per class (an LDA needs more images than classes):
+        # nothing to discriminate with, the posterior is the class prior
         post = np.tile(counts / n, (n, 1))
         seli = 0.0
     else:
@@ -864,7 +867,7 @@ def _as_memory(memory: Any) -> Memory | None:
         f"memory must be None, a path or a joblib.Memory; got {type(memory).__name__}.")
 
 
-def task_features(extractor: str, task: Task, *, kind: str = "features",
+def task_features(extractor: Any, task: Task, *, kind: str = "features",
                   input_size: int | None = None, batch_size: int = 128,
                   device: str = "cpu", memory: Any = None, return_seconds: bool = False
                   ) -> np.ndarray | tuple[np.ndarray, float]:
@@ -872,8 +875,10 @@ def task_features(extractor: str, task: Task, *, kind: str = "features",
 
     Parameters
     ----------
-    extractor : str
-        A registered extractor name.
+    extractor : str, ExtractorSpec, nn.Module or callable
+        An extractor name, a scheme name (``"timm:resnet18"``) or an object
+        (:func:`t2v_automl.extractors.extractor_name` registers it; the cache is keyed by
+        its name and weights digest).
     task : Task
         Already subsampled (:func:`subsample_task`) if it should be.
     kind : {"features", "source_logits"}, default="features"
@@ -900,6 +905,9 @@ def task_features(extractor: str, task: Task, *, kind: str = "features",
     if kind not in ("features", "source_logits"):
         raise InvalidParameterError(
             f"kind must be 'features' or 'source_logits'; got {kind!r}.")
+    from t2v_automl.extractors import extractor_name
+
+    extractor = extractor_name(extractor)
     mem = _as_memory(memory)
     if mem is None:
         out, seconds = _compute_features(extractor, "", "", kind, input_size, batch_size,

@@ -14,6 +14,7 @@ from t2v_automl.exceptions import (
     WeightsNotFoundError,
 )
 from t2v_automl.extractors import (
+    BUILTIN_SPECS,
     SOURCES,
     Built,
     Extractor,
@@ -90,14 +91,20 @@ def test_missing_weights_package_names_pip_package(fake_spec: ExtractorSpec) -> 
     assert isinstance(info.value, FileNotFoundError)
 
 
-def test_register_rejects_duplicates_and_bad_sources(fake_spec: ExtractorSpec) -> None:
+def test_register_rejects_duplicates_and_accepts_free_text_sources(
+        fake_spec: ExtractorSpec) -> None:
+    register_extractor(fake_spec)  # the same spec again: nothing happens
+    other = ExtractorSpec(name="fake_missing", trained_on="imagenet", build=_never_built)
     with pytest.raises(UnknownNameError, match="already registered"):
-        register_extractor(fake_spec)
-    bad = ExtractorSpec(name="fake_bad_source", source="jupiter", build=_never_built,
-                        input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
-                        resizable=True, has_source_head=False)
-    with pytest.raises(UnknownNameError, match="unknown source 'jupiter'"):
-        register_extractor(bad)
+        register_extractor(other)
+    free = ExtractorSpec(name="fake_free_text", source="jupiter's moons", build=_never_built,
+                         input_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
+                         resizable=True, has_source_head=False)
+    register_extractor(free)
+    try:
+        assert extractor_spec("fake_free_text").trained_on == "jupiter's moons" == free.source
+    finally:
+        unregister_extractor("fake_free_text")
 
 
 def test_missing_keras_says_install_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,9 +198,9 @@ def test_builders_return_built_and_dicts_still_load() -> None:
     assert "fake_legacy_dict" not in list_extractors()
 
 
-def test_sources_are_declared() -> None:
-    for name in list_extractors():
-        assert extractor_spec(name).source in SOURCES
+def test_builtin_sources_are_declared() -> None:
+    for spec in BUILTIN_SPECS:
+        assert spec.source in SOURCES and spec.trained_on == spec.source
 
 
 # ----------------------------------------------------------------------------- real weights

@@ -13,13 +13,21 @@ from t2v_automl.exceptions import (
     UnknownNameError,
 )
 from t2v_automl.transferability import (
+    etran,
+    etran_components,
     get_transferability,
     h_score,
     knn_accuracy,
     leep,
     list_transferability,
     logme,
+    logme_authors,
+    logme_pca,
+    minmax_combine,
     nce,
+    ncti,
+    ncti_components,
+    pca_reduce,
     register_transferability,
     subsample_task,
     task_features,
@@ -156,3 +164,112 @@ def test_task_features_cache_hits_and_keys(tmp_path, digits):
     small = subsample_task(task, 4, random_state=0)
     assert small.n_images == 4 and sorted(np.bincount(small.labels)) == [2, 2]
     assert subsample_task(task, None) is task
+
+
+# ----------------------------------------------------------------------------- issue 16 scores
+def _sep(n, d, C, strength, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % C
+    F = rng.standard_normal((n, d))
+    F[:, :C] += strength * np.eye(C)[y]
+    return F, y
+
+
+def test_logme_authors_equals_exact_when_images_outnumber_features():
+    F, y = _sep(200, 10, 3, 2.0)
+    assert logme_authors(F, y) == pytest.approx(logme(F, y), abs=2e-3)
+
+
+def test_logme_authors_rewards_dimension_when_features_outnumber_images():
+    # a weakly informative 1000-d candidate against a clearly informative 8-d one
+    wide, y = _sep(60, 1000, 2, 0.3, seed=1)
+    narrow, _ = _sep(60, 8, 2, 2.0, seed=2)
+    assert logme(narrow, y) > logme(wide, y)  # the exact evidence prefers the good features
+    assert logme_authors(wide, y) > logme_authors(narrow, y)  # the authors' code does not
+    # the omitted term: log|A| lacks (d - k) log(alpha) with k = n = 60 singular values
+    assert logme_authors(wide, y) - logme(wide, y) > 1.0
+
+
+def test_logme_pca_is_logme_on_principal_components():
+    from sklearn.decomposition import PCA
+
+    F, y = _sep(80, 30, 3, 1.5)
+    Z = PCA(n_components=10, svd_solver="full").fit_transform(F)
+    assert logme_pca(F, y, n_components=10) == pytest.approx(logme(Z, y), rel=1e-9)
+    assert np.allclose(np.abs(pca_reduce(F, 10)), np.abs(Z))
+    # at most min(n, d) components; a 4-d candidate is scored on its own 4 dimensions
+    small, _ = _sep(80, 4, 3, 1.5)
+    assert logme_pca(small, y) == pytest.approx(logme(small - small.mean(0), y), rel=1e-9)
+
+
+def test_ncti_and_etran_components_of_constant_features_are_hand_computed():
+    y = np.array([0, 0, 0, 1])
+    F = np.ones((4, 5))
+    prior = np.array([0.75, 0.25])
+    seli, ncc, vc = ncti_components(F, y)
+    assert seli == 0.0
+    assert ncc == pytest.approx((3 * 0.75 + 0.25) / 4)  # every posterior is the prior
+    # class c's posterior rows are n_c copies of the prior: nuclear norm sqrt(n_c) |prior|
+    assert vc == pytest.approx(math.log((math.sqrt(3) + 1) * np.linalg.norm(prior)))
+    energy, lda = etran_components(F, y)
+    assert energy == pytest.approx(1 + math.log(5))  # logsumexp of five ones
+    assert lda == pytest.approx(ncc)  # equal class means: the posterior is the prior
+
+
+def test_etran_lda_term_is_the_paper_classifier_by_hand():
+    F = np.array([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [4.0, 2.0]])
+    y = np.array([0, 0, 1, 1])
+    mu = np.array([[0.0, 1.0], [4.0, 1.0]])
+    logits = F @ mu.T - 0.5 * (mu ** 2).sum(1) + np.log([0.5, 0.5])
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert etran_components(F, y)[1] == pytest.approx(p[np.arange(4), y].mean())
+    lse = np.log(np.exp(F).sum(1))
+    assert etran_components(F, y)[0] == pytest.approx(lse.mean())
+    assert etran_components(F, y, tail_fraction=0.5)[0] == pytest.approx(np.sort(lse)[:2].mean())
+    with pytest.raises(InvalidParameterError, match="tail_fraction"):
+        etran_components(F, y, tail_fraction=0.0)
+
+
+@pytest.mark.parametrize("name", ["ncti", "etran", "logme", "logme_pca"])
+def test_scores_order_candidates_by_class_separation(name):
+    """The papers' formulas on a synthetic zoo with a known order: more separation, higher."""
+    y = np.arange(120) % 3
+    cands = [_sep(120, 40, 3, s, seed=i)[0] for i, s in enumerate((0.0, 1.0, 2.0, 4.0))]
+    got = get_transferability(name).score_candidates(cands, y, ["s0", "s1", "s2", "s4"])
+    assert list(np.argsort(got)) == [0, 1, 2, 3], got
+
+
+def test_minmax_combine_and_relative_registry():
+    comp = np.array([[1.0, 0.5, 3.0], [3.0, 0.7, 2.0], [2.0, 0.9, 2.0]])
+    # seli min-max (0, 1, .5) + ncc (0, .5, 1) - vc (1, 0, 0)
+    assert np.allclose(ncti(comp), [-1.0, 1.5, 1.5])
+    assert np.allclose(etran(comp[:, :2]), [0.0, 1.5, 1.5])
+    with_nan = comp.copy()
+    with_nan[0, 1] = np.nan
+    out = ncti(with_nan)
+    assert np.isnan(out[0]) and np.isfinite(out[1:]).all()
+    assert np.allclose(minmax_combine([[1.0], [1.0]], [1.0]), 0.0)  # all equal: no spread
+    t = get_transferability("ncti")
+    assert t.relative and not get_transferability("logme").relative
+    assert {"ncti", "etran", "logme_pca", "logme_authors"} <= set(list_transferability())
+    with pytest.raises(InvalidParameterError, match="combine"):
+        register_transferability("bad", lambda x, y: 0.0, combine=3)
+
+
+def test_bad_input_gives_defined_values_or_errors_naming_the_candidate():
+    y = np.array([0, 1, 2])  # one image per class, fewer than classes x 2
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((3, 16))
+    const = np.zeros((3, 16))
+    for name in ("logme", "logme_authors", "logme_pca", "ncti", "etran", "h_score",
+                 "knn_accuracy"):
+        got = get_transferability(name).score_candidates([F, const], y, ["a", "b"])
+        assert got.shape == (2,) and np.isfinite(got).all(), (name, got)
+    bad = F.copy()
+    bad[0, 0] = np.nan
+    for name in ("logme", "ncti"):
+        with pytest.raises(InvalidTaskError, match="candidate 'broken'.*NaN"):
+            get_transferability(name).score_candidates([F, bad], y, ["ok", "broken"])
+    with pytest.raises(InvalidTaskError, match="single class"):
+        ncti_components(F, np.zeros(3))

@@ -22,11 +22,15 @@ from t2v_automl.estimators._baselines import (
 )
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
 from t2v_automl.estimators._gate import (
+    EVIDENCE_HALF,
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
     blend_with_transferability,
+    evidence_blend,
+    evidence_weight,
     hybrid_scores,
     novelty_gate,
+    rank_standardise,
     row_standardise,
 )
 from t2v_automl.estimators._hybrid import HybridExplanation, HybridSelector
@@ -35,6 +39,7 @@ from t2v_automl.estimators._transfer import TransferabilitySelector
 from t2v_automl.metrics import mean_regret, mean_weighted_tau, top1_regret, weighted_tau
 
 __all__ = [
+    "EVIDENCE_HALF",
     "NOVELTY_CENTER",
     "NOVELTY_STEEPNESS",
     "STRATEGIES",
@@ -49,12 +54,15 @@ __all__ = [
     "TransferabilitySelector",
     "blend_with_transferability",
     "embedder_params_from_meta",
+    "evidence_blend",
+    "evidence_weight",
     "hybrid_scores",
     "mean_regret",
     "mean_weighted_tau",
     "meta_features",
     "neighbour_average",
     "novelty_gate",
+    "rank_standardise",
     "row_standardise",
     "top1_regret",
     "weighted_tau",

@@ -16,14 +16,105 @@ from scipy import special
 
 from t2v_automl.exceptions import InvalidInputTypeError
 
-__all__ = ["NOVELTY_CENTER", "NOVELTY_STEEPNESS", "blend_with_transferability",
-           "hybrid_scores", "novelty_gate", "row_standardise"]
+__all__ = ["EVIDENCE_HALF", "NOVELTY_CENTER", "NOVELTY_STEEPNESS",
+           "blend_with_transferability", "evidence_blend", "evidence_weight", "hybrid_scores",
+           "novelty_gate", "rank_standardise", "row_standardise"]
 
 _EPS = 1e-12
 #: Novelty at which :func:`blend_with_transferability` weighs both rankings equally.
 NOVELTY_CENTER = 1.5
 #: Slope of the logistic gate of :func:`blend_with_transferability`.
 NOVELTY_STEEPNESS = 4.0
+
+
+#: Training images per class at which a task's own transferability ranking and the
+#: knowledge base's best-on-average ranking weigh equally (:func:`evidence_weight`). Chosen
+#: on the shipped knowledge base by ``benchmarks/small_tasks.py`` (leave one source out,
+#: 5-50 images per class), whose results show the neighbouring values.
+EVIDENCE_HALF = 20.0
+
+
+def rank_standardise(S: np.ndarray) -> np.ndarray:
+    """Per row: ranks (ties averaged, NaN lowest), then zero mean and unit deviation.
+
+    A transferability score's scale differs from task to task and from score to score
+    (LogME's evidence, NCTI's sum of min-max terms); its ranks do not.
+    """
+    from scipy.stats import rankdata
+
+    S = np.asarray(S, dtype=np.float64)
+    filled = np.where(np.isfinite(S), S, -np.inf)
+    R = np.vstack([rankdata(r, method="average") if r.size else r for r in filled]) \
+        if S.shape[0] else S.copy()
+    return row_standardise(R.reshape(S.shape))
+
+
+def evidence_weight(images_per_class: Any, *, half: float = EVIDENCE_HALF) -> np.ndarray:
+    """How far a task's own transferability evidence is trusted: ``n / (n + half)``.
+
+    Parameters
+    ----------
+    images_per_class : array-like of shape (n_tasks,)
+        Training images per class the score was computed on.
+    half : float, default=EVIDENCE_HALF
+        Images per class at which the weight is one half. ``0``: the evidence alone.
+
+    Returns
+    -------
+    ndarray of shape (n_tasks,)
+        In [0, 1].
+    """
+    n = np.maximum(np.asarray(images_per_class, dtype=np.float64), 0.0)
+    h = float(half)
+    if not np.isfinite(h) or h < 0:
+        raise InvalidInputTypeError(f"half must be a finite number >= 0; got {half!r}.")
+    return np.where(n + h > 0, n / np.where(n + h > 0, n + h, 1.0), 1.0)
+
+
+def evidence_blend(transfer: Any, global_prior: Any, images_per_class: Any, *,
+                   half: float = EVIDENCE_HALF, ranks: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Mix a task's transferability ranking with the best-on-average ranking by evidence.
+
+    ``w = evidence_weight(images_per_class, half)``;
+    ``w * standardise(transfer) + (1 - w) * row_standardise(global_prior)``. With few
+    images per class a transferability score is a noisy estimate (and with features of
+    more dimensions than images, a biased one), while what was best on average over many
+    past tasks is robust; with many images the task's own evidence wins.
+
+    Parameters
+    ----------
+    transfer : array-like of shape (n_tasks, n_extractors)
+        Transferability scores (NaN: not computed, ranked lowest). A row that is all NaN
+        gives a NaN row.
+    global_prior : array-like of shape (n_extractors,) or (n_tasks, n_extractors)
+        Mean known score per extractor (:class:`~t2v_automl.estimators.BestOnAverage`).
+    images_per_class : array-like of shape (n_tasks,)
+    half : float, default=EVIDENCE_HALF
+    ranks : bool, default=True
+        Standardise the transferability scores' ranks (:func:`rank_standardise`) rather
+        than their values (:func:`row_standardise`).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_tasks, n_extractors)
+        Standardised units.
+    weight : ndarray of shape (n_tasks,)
+        ``w`` per task.
+    """
+    T = np.atleast_2d(np.asarray(transfer, dtype=np.float64))
+    G = np.asarray(global_prior, dtype=np.float64)
+    G = np.broadcast_to(G, T.shape) if G.ndim == 1 else np.atleast_2d(G)
+    if G.shape != T.shape:
+        raise InvalidInputTypeError(
+            f"global_prior must have one value per extractor ({T.shape[1]}) or the shape "
+            f"of transfer {T.shape}; got {np.shape(global_prior)}.")
+    w = evidence_weight(np.broadcast_to(np.asarray(images_per_class, dtype=np.float64),
+                                        (T.shape[0],)), half=half)
+    std_t = rank_standardise(T) if ranks else row_standardise(T)
+    out = w[:, None] * std_t + (1.0 - w)[:, None] * row_standardise(G)
+    out[~np.isfinite(T).any(axis=1)] = np.nan
+    return out, w
 
 
 def row_standardise(S: np.ndarray) -> np.ndarray:

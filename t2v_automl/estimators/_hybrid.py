@@ -30,19 +30,22 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from t2v_automl._logging import logger
-from t2v_automl._validation import check_float
+from t2v_automl._validation import check_float, check_int
 from t2v_automl.estimators._base import SelectorMixin
+from t2v_automl.estimators._baselines import BestOnAverage
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
 from t2v_automl.estimators._gate import (
+    EVIDENCE_HALF,
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
+    evidence_blend,
     hybrid_scores,
     novelty_gate,
 )
 from t2v_automl.estimators._selector import ExtractorSelector
 from t2v_automl.estimators._transfer import TransferabilitySelector
 from t2v_automl.exceptions import IncompatibleEmbeddingError, InvalidInputTypeError
-from t2v_automl.tasks import Task
+from t2v_automl.tasks import Task, as_task
 
 if TYPE_CHECKING:
     from t2v_automl.embedding import Embedding
@@ -82,6 +85,12 @@ class HybridExplanation:
         The Fisher embedding of each task (given or computed; None when screened).
     domain_embeddings : list of Embedding or None
         The domain embedding of each task (None where the screen did not run).
+    global_prior : ndarray of shape (n_extractors,) or None
+        The known tasks' mean score per extractor (best on average), mixed into the
+        transferability side by :func:`~t2v_automl.estimators.evidence_blend`.
+    evidence_weight : ndarray of shape (n_tasks,) or None
+        Weight of the task's own transferability ranking against ``global_prior`` (NaN
+        where no transferability score was computed; None: ``evidence_half=None``).
     """
 
     extractor_names: list[str]
@@ -95,6 +104,8 @@ class HybridExplanation:
     transfer_seconds: np.ndarray
     embeddings: list[Embedding | None]
     domain_embeddings: list[Embedding | None]
+    global_prior: np.ndarray | None = None
+    evidence_weight: np.ndarray | None = None
 
     @property
     def transfer_computed(self) -> np.ndarray:
@@ -163,6 +174,20 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         extractors (gate 1). None: no screen (every task is embedded). Needs the known
         tasks' domain embeddings: computed at :meth:`fit`, or the knowledge base's
         ``"domain"`` set in :meth:`from_knowledge` (a base without one disables the screen).
+    evidence_half : float or None, default=EVIDENCE_HALF
+        Where a transferability score is computed, it is first mixed with the known tasks'
+        best-on-average ranking (:attr:`global_prior_`) by
+        :func:`~t2v_automl.estimators.evidence_blend`: the task's own ranking weighs
+        ``n / (n + evidence_half)`` for ``n`` training images per class. Small tasks from
+        unseen domains lean on what was best on average; large ones on their own
+        evidence. None: the transferability ranking alone (the behaviour before 0.2).
+    transfer_ranks : bool, default=True
+        Mix the transferability score's ranks (robust to its scale) rather than its
+        standardised values.
+    prescreen : int or None, default=None
+        Compute the transferability score for only this many candidates, those with the
+        best :attr:`global_prior_` (the others rank below them on the transferability
+        side): fewer forward passes on novel tasks. None: every candidate.
 
     Attributes
     ----------
@@ -176,6 +201,8 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         Nearest known tasks by domain embedding (None: no screen).
     embedding_meta_ : EmbeddingMeta
         How the known tasks' Fisher embeddings were made (``selector_.embedding_meta_``).
+    global_prior_ : ndarray of shape (n_extractors,)
+        The known tasks' mean score per extractor (:class:`BestOnAverage`).
 
     What a prediction computed on the way (novelty, gate, domain novelty, screened tasks,
     transferability scores, the embeddings) is returned by :meth:`explain`; nothing is
@@ -203,7 +230,9 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                  selector: ExtractorSelector | None = None, transferability: Any = None,
                  novelty_center: float = NOVELTY_CENTER,
                  novelty_steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.1,
-                 domain_screen: float | None = 4.0) -> None:
+                 domain_screen: float | None = 4.0,
+                 evidence_half: float | None = EVIDENCE_HALF, transfer_ranks: bool = True,
+                 prescreen: int | None = None) -> None:
         self.embedder = embedder
         self.selector = selector
         self.transferability = transferability
@@ -211,6 +240,9 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         self.novelty_steepness = novelty_steepness
         self.min_gate = min_gate
         self.domain_screen = domain_screen
+        self.evidence_half = evidence_half
+        self.transfer_ranks = transfer_ranks
+        self.prescreen = prescreen
 
     def _check_params(self) -> None:
         check_float(self.novelty_center, "novelty_center", positive=None)
@@ -218,19 +250,36 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         check_float(self.min_gate, "min_gate", positive=False)
         if self.domain_screen is not None:
             check_float(self.domain_screen, "domain_screen", positive=False)
+        if self.evidence_half is not None:
+            check_float(self.evidence_half, "evidence_half", positive=False)
+        if self.prescreen is not None:
+            check_int(self.prescreen, "prescreen", 1)
+
+    def _fit_global_prior(self) -> None:
+        scores = self.selector_.scores_
+        self.global_prior_ = BestOnAverage(extractor_names=self.extractor_names_).fit(
+            np.arange(scores.shape[0]), scores).mean_scores_
 
     def _screen_embedder(self) -> Task2VecEmbedder:
         """The domain embedder matching ``embedder_`` (same probe, size, subsample)."""
         return clone(self.embedder_).set_params(method="domain").fit()
 
     def _fit_transferability(self, input_size: int | None = None) -> None:
-        from t2v_automl.extractors import list_extractors
+        from t2v_automl.exceptions import T2VError
+        from t2v_automl.extractors import check_available
 
         base = TransferabilitySelector() if self.transferability is None \
             else clone(self.transferability)
-        available = set(list_extractors(available_only=True))
-        usable = [n for n in self.extractor_names_ if n in available]
-        missing = [n for n in self.extractor_names_ if n not in available]
+
+        def available(name: str) -> bool:  # registered, built-in and scheme names alike
+            try:
+                check_available(name)
+            except T2VError:
+                return False
+            return True
+
+        usable = [n for n in self.extractor_names_ if available(n)]
+        missing = [n for n in self.extractor_names_ if n not in usable]
         if missing:
             logger.warning("extractor(s) %s are not installed: they get no transferability "
                            "score (ranked last on novel tasks)", missing)
@@ -269,6 +318,7 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                 metric="normalized_cosine",
                 extractor_names=self.extractor_names_).fit(
                     self.screen_embedder_.embed(tasks), self.selector_.scores_)
+        self._fit_global_prior()
         self._fit_transferability()
         return self
 
@@ -338,6 +388,7 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                             "the domain screen is off (every task gets a Fisher embedding)")
         evaluation = kb.provenance[0].get("evaluation", {}) if len(kb) else {}
         size = evaluation.get("input_size")
+        hyb._fit_global_prior()
         hyb._fit_transferability(int(size) if size else None)
         return hyb
 
@@ -400,6 +451,24 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                 )
         novelty = sel.novelty(dom) if dom else np.zeros(0)
         return dom, novelty, novelty >= float(self.domain_screen)
+
+    def _images_per_class(self, task: Any) -> float:
+        """Training images per class the transferability score sees (after its subsample)."""
+        t = task if isinstance(task, Task) else as_task(task)
+        cap = self.transferability_.get_params().get("max_images")
+        n = t.n_images if cap is None else min(t.n_images, int(cap))
+        return n / max(t.n_classes, 1)
+
+    def _prescreened(self) -> TransferabilitySelector:
+        """The transferability estimator, restricted to the ``prescreen`` best on average."""
+        names = list(self.transferability_.extractor_names_)
+        if self.prescreen is None or int(self.prescreen) >= len(names):
+            return self.transferability_
+        prior = np.asarray(self.global_prior_)
+        order = sorted(names, key=lambda e: -prior[self.extractor_names_.index(e)])
+        keep = set(order[: int(self.prescreen)])
+        return clone(self.transferability_).set_params(
+            extractors=[e for e in names if e in keep]).fit()
 
     def explain(self, X: Any = None, embeddings: Sequence[Embedding] | None = None,
                 domain_embeddings: Sequence[Embedding] | None = None) -> HybridExplanation:
@@ -504,21 +573,33 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                         "candidate(s)", rows.size, n,
                         np.round(novelty[rows], 2).tolist(), self.transferability_.measure,
                         len(self.transferability_.extractor_names_))
-            t_scores, t_seconds = self.transferability_.predict_scores(
+            measurer = self._prescreened()
+            t_scores, t_seconds = measurer.predict_scores(
                 [tasks[i] for i in rows], return_times=True)
             cols = np.array([self.extractor_names_.index(name)
-                             for name in self.transferability_.extractor_names_],
-                            dtype=np.intp)
+                             for name in measurer.extractor_names_], dtype=np.intp)
             transfer[np.ix_(rows, cols)] = t_scores
             seconds[np.ix_(rows, cols)] = t_seconds
-        scores, gate = hybrid_scores(prior, transfer, gate_novelty,
+        side, weight = transfer, None
+        global_prior = getattr(self, "global_prior_", None)
+        if self.evidence_half is not None and global_prior is not None:
+            weight = np.full(n, np.nan)
+            side = np.full_like(transfer, np.nan)
+            if rows.size and tasks is not None:
+                side[rows], weight[rows] = evidence_blend(
+                    transfer[rows], global_prior,
+                    [self._images_per_class(tasks[i]) for i in rows],
+                    half=float(self.evidence_half), ranks=bool(self.transfer_ranks))
+        scores, gate = hybrid_scores(prior, side, gate_novelty,
                                      center=float(self.novelty_center),
                                      steepness=float(self.novelty_steepness))
         result = HybridExplanation(
             extractor_names=list(self.extractor_names_), scores=scores, prior=prior,
             novelty=novelty, gate=gate, domain_novelty=domain_novelty, screened=screened,
             transfer_scores=transfer, transfer_seconds=seconds, embeddings=embs,
-            domain_embeddings=doms)
+            domain_embeddings=doms,
+            global_prior=None if global_prior is None else np.array(global_prior),
+            evidence_weight=weight)
         _LAST[self] = result
         return result
 

