@@ -97,6 +97,7 @@ Usage::
     python benchmarks/warm_start.py --n-jobs 2        # two processes
     python benchmarks/warm_start.py --task-seed 1 --name warm_start_seed1  # another draw
     python benchmarks/warm_start.py --task-seeds 0 1 --name warm_start_pooled  # 2 draws
+    python benchmarks/warm_start.py --unknown-best --tables-from warm_start  # see below
 
 On 2 shared CPU cores: the tables of the 47 tasks of both draws take ~75 min from empty
 caches (one process); with them cached, a 25-task run with ``--n-jobs 2`` takes 6-20 min,
@@ -104,6 +105,20 @@ nearly all of it the hybrid's LogME (read from the feature cache, scored anew) i
 the ~1,000 warm studies: what the product computes for a novel task.
 
 Writes ``benchmarks/results/warm_start.{md,json,png}``.
+
+The best model unknown to the selector (``--unknown-best``)
+-----------------------------------------------------------
+A separate section (``benchmarks/results/warm_start_unknown.{md,json}``): for each held-out
+task its best extractor (the one of the table's best cell) is removed from the knowledge
+base the selector is fitted on (:func:`without_extractor`) but stays among the study's
+choices, as the user's newest model would. :data:`UNKNOWN_METHODS` run with
+``unknown="ignore"`` (the integration's behaviour before) and ``unknown="interleave"``;
+measured: the trial at which the best model is first tried (median and range over tasks
+of the per-task median over seeds) and the trials to reach the target. With
+``--tables-from warm_start`` the tables (and task list) come from
+``results/warm_start.json``: no features are computed and no images loaded, so the
+selector is ``ExtractorSelector`` (embedding only) and the section runs in ~10 min on 2
+shared cores; without it the tables are built as above and the selector is the hybrid.
 """
 
 from __future__ import annotations
@@ -367,8 +382,8 @@ class OracleSelector(SelectorMixin, RegressorMixin, BaseEstimator):
 
 def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: int, seed: int,
               selector: Any = None, embedding: Any = None, kb_C: float = 1.0,
-              grid: np.ndarray = C_GRID, knowledge: Any = None, task: Any = None
-              ) -> dict[str, Any]:
+              grid: np.ndarray = C_GRID, knowledge: Any = None, task: Any = None,
+              unknown: str = "interleave") -> dict[str, Any]:
     """Run one Optuna study of ``method`` on one task's table.
 
     Parameters
@@ -398,6 +413,9 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
         The task's training split, given to ``warm_start`` and ``Task2VecSampler`` as
         ``task=`` next to its embedding: a ``HybridSelector`` then computes the task's
         transferability score itself. Not given to the oracle.
+    unknown : {"interleave", "ignore"}, default="interleave"
+        What ``warm_start`` and ``Task2VecSampler`` do with choices the selector does not
+        know (the section ``--unknown-best`` compares both).
 
     Returns
     -------
@@ -426,7 +444,7 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
             base = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
                     if method.endswith("(3 start-up)") else None)
             sampler = Task2VecSampler(selector, embedding, base_sampler=base, seed=seed,
-                                      **images)
+                                      unknown=unknown, **images)
         elif method.endswith("(3 start-up)"):
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=FEW_STARTUP)
         else:
@@ -440,7 +458,7 @@ def run_study(method: str, table: np.ndarray, names: Sequence[str], n_trials: in
             extra = (None if method == "warm_start(C sampled)+tpe" or from_kb
                      else {"C": float(kb_C)})
             enqueued = warm_start(study, embedding, selector, top_k=3, extra_params=extra,
-                                  choices=list(names),
+                                  choices=list(names), unknown=unknown,
                                   knowledge=knowledge if from_kb else None, **images)
         study.optimize(make_objective(table, names, grid), n_trials=n_trials)
     trials = study.get_trials(deepcopy=False)
@@ -692,6 +710,233 @@ def past_knowledge(kb: Any, tables: Mapping[str, np.ndarray], info: Mapping[str,
     return past
 
 
+# ----------------------------------------------------------------------------- unknown
+#: Methods of the unknown-candidate section (``--unknown-best``); the warm ones run with
+#: ``unknown="ignore"`` (what the integration did before) and ``unknown="interleave"``.
+UNKNOWN_METHODS = ("tpe", "warm_start+tpe(3 start-up)", "t2v_sampler",
+                   "warm_start+t2v_sampler")
+#: The two rules compared for the warm methods.
+UNKNOWN_RULES = ("ignore", "interleave")
+
+
+def without_extractor(kb: Any, name: str) -> Any:
+    """A copy of ``kb`` without any score of extractor ``name`` (unknown to its selectors).
+
+    Built through the knowledge base's public ``add`` (embeddings, the other scores,
+    provenance and the extra embedding sets of every task are kept); a selector fitted on
+    it (``from_knowledge``) has no column for ``name``.
+    """
+    from t2v_automl.embedding import Embedding
+    from t2v_automl.knowledge import KnowledgeBase
+
+    out = KnowledgeBase.empty(kb.meta)
+    extras = {n: kb.extra_embeddings(n) for n in kb.extra_names}
+    names = list(kb.extractor_names)
+    for i, t in enumerate(kb.task_names):
+        scores = {e: float(kb.scores[i, j]) for j, e in enumerate(names)
+                  if e != name and not np.isnan(kb.scores[i, j])}
+        extra = {n: Embedding(v[i], meta) for n, (meta, v) in extras.items()
+                 if not np.isnan(v[i]).all()}
+        out.add(t, kb.embeddings[i], scores, provenance=kb.provenance[i],
+                extra_embeddings=extra or None)
+    return out
+
+
+def first_tried(extractors: Sequence[str], name: str) -> float:
+    """1-based number of the first trial that runs extractor ``name`` (``inf``: never)."""
+    hits = [k for k, e in enumerate(extractors) if e == name]
+    return float(hits[0] + 1) if hits else math.inf
+
+
+def unknown_label(method: str, rule: str) -> str:
+    """The report's name of ``method`` run with ``unknown=rule`` (plain TPE: no rule)."""
+    return method if method == "tpe" else f"{method} [unknown={rule}]"
+
+
+def unknown_task_studies(n_seeds: int, table: np.ndarray, names: list[str], n_trials: int,
+                         selector: Any, embedding: Any, task: Any, kb_C: float
+                         ) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every study of one task of the unknown-candidate section (:func:`run_study`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    out = {}
+    with threadpool_limits(1):
+        for m in UNKNOWN_METHODS:
+            for rule in (UNKNOWN_RULES[:1] if m == "tpe" else UNKNOWN_RULES):
+                for s in range(n_seeds):
+                    out[(unknown_label(m, rule), s)] = run_study(
+                        m, table, names, n_trials, s, selector, embedding, kb_C, task=task,
+                        unknown=rule)
+    return out
+
+
+def unknown_main(args: Any, argv: list[str] | None) -> int:
+    """The section ``--unknown-best``: the best model unknown to the selector.
+
+    For each held-out task, its best extractor (the one of the table's best cell) is
+    removed from the knowledge base the selector is fitted on (:func:`without_extractor`,
+    after the leave-one-source-dataset-out subset) but stays among the study's choices:
+    the user's newest model, which no past task has seen. Measured: the trial at which
+    that model is first tried, and the trials to reach the target, per method and rule.
+    """
+    import json
+
+    from joblib import Parallel, delayed
+
+    from t2v_automl.estimators import ExtractorSelector, HybridSelector
+    from t2v_automl.knowledge import KnowledgeBase
+
+    t_start = time.perf_counter()
+    kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
+    names = list(kb.extractor_names)
+    train: dict[str, Any] = {}
+    if args.tables_from:
+        saved = json.loads((RESULTS / f"{args.tables_from}.json").read_text())
+        if list(saved["settings"]["extractors"]) != names:
+            raise SystemExit(f"results/{args.tables_from}.json has other extractors than the "
+                             f"knowledge base")
+        tasks = args.tasks or list(saved["tables"])
+        missing = [t for t in tasks if t not in saved["tables"]]
+        if missing:
+            raise SystemExit(f"no table for {missing} in results/{args.tables_from}.json")
+        tables = {t: np.asarray(saved["tables"][t], dtype=np.float64) for t in tasks}
+        info = {t: {"source_dataset": saved["tasks"][t]["source_dataset"]} for t in tasks}
+        kb_C = float(saved["settings"]["kb_C"])
+    else:
+        from joblib import Memory
+
+        from t2v_automl.extractors import list_extractors
+
+        features = feature_memory()
+        if list_extractors(available_only=True) != names:
+            raise SystemExit("the knowledge base's extractors differ from the zoo's")
+        tasks = args.tasks or draw_tasks(suite_meta(), args.n_subset, args.n_relabel,
+                                         args.task_seeds)
+        tables, info, train = build_tables(names, tasks, args.input_size, args.test_cap,
+                                           Memory(str(TABLES), verbose=0), features)
+        kb_C = float(kb.provenance[0].get("evaluation", {}).get("C", 1.0))
+    sources = np.array([p["source_dataset"] for p in kb.provenance])
+    best_model = {t: names[int(np.unravel_index(tables[t].argmax(), tables[t].shape)[0])]
+                  for t in tasks}
+    selectors: dict[tuple[str, str], Any] = {}
+    for t in tasks:
+        key = (info[t]["source_dataset"], best_model[t])
+        if key not in selectors:
+            base = without_extractor(kb.subset(sources != key[0]), key[1])
+            if train:
+                from t2v_automl.estimators import TransferabilitySelector
+
+                selectors[key] = HybridSelector.from_knowledge(
+                    base, transferability=TransferabilitySelector(memory=feature_memory()))
+            else:
+                selectors[key] = ExtractorSelector.from_knowledge(base)
+            assert key[1] not in selectors[key].extractor_names_
+    log(f"{len(tasks)} tasks, {len(selectors)} selectors without their task's best model")
+    jobs = [delayed(unknown_task_studies)(
+        args.seeds, tables[t], names, args.n_trials,
+        selectors[(info[t]["source_dataset"], best_model[t])], kb.embedding(t),
+        train.get(t), kb_C) for t in tasks]
+    t0 = time.perf_counter()
+    results = Parallel(n_jobs=args.n_jobs)(jobs)
+    t_studies = time.perf_counter() - t0
+    labels = list(dict.fromkeys(m for m, _ in results[0]))
+    first = {m: np.array([[first_tried(out[(m, s)]["extractors"], best_model[t])
+                           for s in range(args.seeds)]
+                          for t, out in zip(tasks, results, strict=True)]) for m in labels}
+    runs = {m: np.stack([[out[(m, s)]["values"] for s in range(args.seeds)]
+                         for out in results]) for m in labels}
+    summary = summarise(runs, np.array([tables[t].max() for t in tasks]), args.n_trials)
+    per_task = {m: _median_over(v, axis=1) for m, v in first.items()}
+    data = {
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in vars(args).items()},
+                     "extractors": names, "kb_C": kb_C, "kb_tasks": len(kb),
+                     "selector": ("HybridSelector.from_knowledge(<base>, transferability="
+                                  "TransferabilitySelector(memory=benchmarks/.cache/features))"
+                                  if train else
+                                  "ExtractorSelector.from_knowledge(<base>) (embedding only: "
+                                  "the tables come from results/"
+                                  f"{args.tables_from}.json, no images are loaded)"),
+                     "base": "the shipped knowledge base minus the held-out task's source "
+                             "dataset, without any score of the task's best model"},
+        "machine": machine(),
+        "command": "python benchmarks/warm_start.py" + "".join(
+            f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+        "tasks": {t: {**info[t], "best_model": best_model[t],
+                      "best_achievable": float(tables[t].max())} for t in tasks},
+        "first_tried": {m: {"per_task_median": per_task[m], "median": float(
+            np.median(per_task[m])), "min": float(per_task[m].min()),
+            "max": float(per_task[m].max()), "all_runs": first[m],
+            "fraction_tried": float(np.isfinite(first[m]).mean())} for m in labels},
+        "summary": summary,
+        "study_seconds": t_studies,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    write_results(args.name, data, render_unknown(data, tasks))
+    log(f"wrote {RESULTS / args.name}.{{md,json}} in {time.perf_counter() - t_start:.0f}s")
+    return 0
+
+
+def render_unknown(data: Mapping[str, Any], tasks: Sequence[str]) -> str:
+    """The report of the unknown-candidate section."""
+    st = data["settings"]
+    n = int(st["n_trials"])
+    s = data["summary"]
+    rows = []
+    for m, f in data["first_tried"].items():
+        r = s["methods"][m]
+        rows.append([m, fmt_trials(_num(f["median"]), n),
+                     f"{fmt_trials(_num(f['min']), n)}–{fmt_trials(_num(f['max']), n)}",
+                     f"{100 * f['fraction_tried']:.0f} %",
+                     fmt_trials(_num(r["median_trials_to_reach"]), n),
+                     f"{fmt_trials(_num(r['ci'][0]), n)}–{fmt_trials(_num(r['ci'][1]), n)}",
+                     f"{100 * r['fraction_reached']:.0f} %"])
+    lines = [
+        "# Warm start with the best model unknown to the selector",
+        "",
+        f"Generated by `{data['command']}` on {data['machine']['date']} "
+        f"(commit {data['machine'].get('git_commit', '?')}); {len(tasks)} held-out tasks x "
+        f"{st['seeds']} seeds x {n} trials per method; {data['total_seconds']:.0f} s.",
+        "",
+        "The setting of `benchmarks/results/warm_start.md` (search space `extractor` x `C`, "
+        "the objective looked up in each task's validation table, leave-one-source-dataset-"
+        "out), with one change: **each task's best model (the extractor of its best cell) "
+        "is removed from the knowledge base** the selector is fitted on, and stays among the "
+        "study's choices: the user's newest model, which no known task has seen. Selector: "
+        f"{st['selector']}. `[unknown=ignore]` is what `warm_start` and `Task2VecSampler` "
+        "did before (unknown choices never enqueued, never drawn from the ranking: only the "
+        "sampler's exploration or TPE find them); `[unknown=interleave]` is the rule now "
+        "(unknown candidates take every second place of the ranking from the 2nd on; the "
+        "sampler draws unknown #i as often as the known candidate at the i-th place of its "
+        "current ranking until its own results count).",
+        "",
+        "First tried = the 1-based trial at which the best model first runs (per task the "
+        f"median over seeds; `>{n}`: not within the budget); target = within "
+        f"{TOLERANCE_POINTS} points of the best achievable accuracy.",
+        "",
+        md_table(["method", "best model first tried: median over tasks", "range over tasks",
+                  "runs that try it", "median trials to reach the target",
+                  "95 % CI (tasks)", "runs reaching it"], rows),
+        "",
+        "What it costs is not measured here: where the unknown candidate is *not* the best, "
+        "`warm_start(top_k=3)` still spends its 2nd trial on it (one of the three enqueued "
+        "trials), and the sampler draws it about as often as its best known candidate "
+        "until that one trial's result counts.",
+        "",
+        "## Per task (median first trial of the best model)",
+        "",
+    ]
+    labels = list(data["first_tried"])
+    lines.append(md_table(
+        ["task", "best model", *labels],
+        [[t, data["tasks"][t]["best_model"],
+          *[fmt_trials(_num(data["first_tried"][m]["per_task_median"][k]), n)
+            for m in labels]] for k, t in enumerate(tasks)]))
+    return "\n".join(lines) + "\n"
+
+
 def plot(gaps: Mapping[str, np.ndarray], path: Path, n_tasks: int, n_seeds: int) -> Any:
     """Best-so-far gap to the best achievable accuracy per method (PNG).
 
@@ -776,7 +1021,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="warm_start", help="results/<name>.{md,json,png}")
     ap.add_argument("--render-only", action="store_true",
                     help="re-write results/<name>.md from results/<name>.json (no studies)")
+    ap.add_argument("--unknown-best", action="store_true",
+                    help="the section where each task's best model is unknown to the "
+                         "selector (results/<name>, default warm_start_unknown)")
+    ap.add_argument("--tables-from", default=None, metavar="NAME",
+                    help="with --unknown-best: take the tasks' tables from "
+                         "results/NAME.json instead of computing them (no features, no "
+                         "images: the embedding-only selector)")
     args = ap.parse_args(argv)
+    if args.unknown_best:
+        if args.name == "warm_start":
+            args.name = "warm_start_unknown"
+        if args.render_only:
+            import json
+
+            saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+            (RESULTS / f"{args.name}.md").write_text(
+                render_unknown(saved, list(saved["tasks"])).rstrip() + "\n")
+            log(f"re-rendered {RESULTS / args.name}.md")
+            return 0
+        return unknown_main(args, argv)
     if args.render_only:
         import json
 

@@ -10,7 +10,12 @@ baselines) and returns a :class:`~t2v_automl.knowledge.KnowledgeBase`.
 The tasks are a built-in suite by name (:func:`t2v_automl.suites.list_suites`; its tasks
 are made one at a time, so only one task's images are held) or the user's own
 ``(train, test)`` pairs of :class:`~t2v_automl.tasks.Task` or
-:class:`~t2v_automl.suites.SuiteTask` objects.
+:class:`~t2v_automl.suites.SuiteTask` objects. :func:`build_knowledge_from_folders` takes
+image folders (:func:`folder_tasks`: ``root/<class>/<image>``,
+``root/train|test/<class>/<image>`` or a folder of such tasks; a seeded stratified
+:func:`split_task` where no test folder is given) and keeps the ``domain`` embeddings that
+the hybrid selector's screen needs. Own tasks are evaluated in parallel (``n_jobs`` or an
+enclosing ``joblib.parallel_config``: loky, Dask, Ray); a suite task by task.
 
 This module sits above :mod:`t2v_automl.estimators` (it needs the embedder), and
 :mod:`t2v_automl.evaluation` stays below it.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,10 +47,22 @@ import numpy as np
 import torch
 
 from t2v_automl._logging import logger, progress
+from t2v_automl._parallel import run_jobs
 from t2v_automl.estimators import Task2VecEmbedder
 from t2v_automl.evaluation import evaluate_zoo
-from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError, T2VError
-from t2v_automl.extractors import Extractor, get_extractor, list_extractors
+from t2v_automl.exceptions import (
+    ImageFolderError,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    InvalidTaskError,
+    T2VError,
+)
+from t2v_automl.extractors import (
+    Extractor,
+    get_extractor,
+    list_extractors,
+    resolve_extractor,
+)
 from t2v_automl.knowledge import KnowledgeBase
 from t2v_automl.suites import SuiteTask, iter_suite
 from t2v_automl.tasks import Task
@@ -55,7 +73,10 @@ __all__ = [
     "KnowledgeBuild",
     "build_knowledge",
     "build_knowledge_details",
+    "build_knowledge_from_folders",
     "cap_test_split",
+    "folder_tasks",
+    "split_task",
 ]
 
 #: Extra embedding sets kept in the knowledge base for baselines: name -> the
@@ -92,8 +113,8 @@ class KnowledgeBuild:
         Per task: ``name``, ``kind``, ``n_classes``, ``provenance``, ``n_train``,
         ``n_test_full``, ``n_test``, ``train_fingerprint``, ``test_fingerprint``,
         ``scores``, ``stderr``, ``extract_time``, ``fit_time``, ``input_size`` (arrays over
-        extractors), ``correct`` (bool, ``(n_extractors, n_test)``), ``y_test`` and
-        ``computed`` (False when every cell came from the cache).
+        extractors), ``correct`` (bool, ``(n_extractors, n_test)``), ``y_test``,
+        ``wall_s`` and ``computed`` (False when every cell came from the cache).
     eval_time, extract_time : ndarray of shape (n_tasks, n_extractors)
         Seconds per cell as if each task were evaluated alone (pool sharing undone), and
         the extraction part alone.
@@ -167,6 +188,7 @@ class _FeatureMemo:
     """
 
     def __init__(self, maxsize: int = 40, forbid: bool = False) -> None:
+        # maxsize 0: count the passes (``misses``), keep nothing
         self.maxsize = maxsize
         self.forbid = forbid
         self.store: collections.OrderedDict[tuple[Any, ...], np.ndarray] = \
@@ -181,12 +203,12 @@ class _FeatureMemo:
             return
         original: Callable[..., np.ndarray] = ext.transform
 
-        def transform(images: np.ndarray, batch_size: int = 128,
+        def transform(images: Any, batch_size: int = 128,
                       input_size: int | None = None) -> np.ndarray:
             arr = np.ascontiguousarray(images)
             digest = hashlib.blake2b(arr.tobytes(), digest_size=20).hexdigest()
             key = (ext.name, digest, arr.shape, str(arr.dtype), batch_size, input_size)
-            if key in self.store:
+            if self.maxsize > 0 and key in self.store:
                 self.hits += 1
                 self.store.move_to_end(key)
                 return self.store[key].copy()
@@ -198,6 +220,8 @@ class _FeatureMemo:
                 )
             self.misses += 1
             out = original(images, batch_size=batch_size, input_size=input_size)
+            if self.maxsize <= 0:  # counting only
+                return out
             self.store[key] = out.copy()
             while len(self.store) > self.maxsize:
                 self.store.popitem(last=False)
@@ -243,8 +267,9 @@ def _as_suite_task(item: Any, i: int) -> SuiteTask:
 
 
 def _task_source(tasks: Any, seed: int, limit: int | None, skip_missing: bool
-                 ) -> tuple[Callable[[], Iterator[SuiteTask]], str | None]:
-    """A function that yields the tasks afresh, and the suite name (None for own tasks)."""
+                 ) -> tuple[Callable[[], Iterator[SuiteTask] | list[SuiteTask]], str | None]:
+    """A function that yields the tasks afresh (a list for own tasks), and the suite name
+    (None for own tasks)."""
     if isinstance(tasks, str):
         name = tasks
 
@@ -270,7 +295,7 @@ def _task_source(tasks: Any, seed: int, limit: int | None, skip_missing: bool
             f"task names must be unique in a knowledge base; these repeat: {dup[:5]}. Give "
             "each training Task its own name."
         )
-    return lambda: iter(items), None
+    return lambda: list(items), None
 
 
 def _extractor_info(names: list[str], input_size: int | None, C: float, device: str
@@ -298,46 +323,94 @@ def _extractor_info(names: list[str], input_size: int | None, C: float, device: 
 
 
 # ----------------------------------------------------------------------------- phase 1
-def _evaluate_all(tasks: Iterator[SuiteTask], names: list[str], memory: Any,
+def _evaluate_task(st: SuiteTask, names: list[Any], memory: Any, input_size: int | None,
+                   C: float, test_cap: int | None, device: str) -> dict[str, Any]:
+    """Score every extractor on one task: the task's row (``computed`` left to the caller)."""
+    test = cap_test_split(st.test, test_cap if st.kind == "subset" else None)
+    t0 = time.perf_counter()
+    zoo = evaluate_zoo(names, [(st.train, test)], n_jobs=1, memory=memory,
+                       input_size=input_size, C=C, device=device)
+    res = zoo.results[0]
+    return {
+        "name": st.name, "kind": st.kind, "n_classes": st.n_classes,
+        "provenance": dict(st.provenance), "n_train": st.train.n_images,
+        "n_test_full": st.test.n_images, "n_test": test.n_images,
+        "train_fingerprint": st.train.fingerprint,
+        "test_fingerprint": test.fingerprint,
+        "scores": zoo.scores[0], "stderr": zoo.stderr[0],
+        "extract_time": np.array([r.extract_time_s for r in res]),
+        "fit_time": np.array([r.fit_time_s for r in res]),
+        "input_size": np.array([r.input_size for r in res]),
+        "correct": np.stack([r.correct for r in res]),
+        "y_test": test.labels.copy(), "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _evaluate_job(st: SuiteTask, specs: list[Any], memory: Any, input_size: int | None,
+                  C: float, test_cap: int | None, device: str) -> dict[str, Any]:
+    """:func:`_evaluate_task` in a joblib worker; ``computed`` counts the extractor passes.
+
+    ``specs`` travel by value (a zoo file's entries need no registration in the worker).
+    No features are shared between tasks here. Under the threading backend another job may
+    hold an extractor's counter: the task is then reported as computed.
+    """
+    memo = _FeatureMemo(maxsize=0)
+    try:
+        for spec in specs:
+            memo.wrap(get_extractor(spec, device))
+        counted = len(memo._wrapped) == len(specs)
+        row = _evaluate_task(st, specs, memory, input_size, C, test_cap, device)
+    finally:
+        memo.restore()
+    row["computed"] = memory is None or not counted or memo.misses > 0
+    return row
+
+
+def _log_row(i: int, row: dict[str, Any], names: list[str]) -> None:
+    if row["computed"]:
+        best = int(np.argmax(row["scores"]))
+        logger.info("%d %s: n_train=%d n_test=%d best=%s (%.3f) %.1fs", i, row["name"],
+                    row["n_train"], row["n_test"], names[best], row["scores"][best],
+                    row["wall_s"])
+
+
+def _evaluate_all(tasks: Iterator[SuiteTask] | list[SuiteTask], names: list[str], memory: Any,
                   input_size: int | None, C: float, test_cap: int | None, device: str,
-                  share_features: bool, forbid: bool, verbose: int | bool
-                  ) -> tuple[list[dict[str, Any]], int]:
-    """Score every extractor on every task, one task at a time; per-task rows."""
+                  share_features: bool, forbid: bool, verbose: int | bool,
+                  n_jobs: int | None = 1) -> tuple[list[dict[str, Any]], int]:
+    """Score every extractor on every task; per-task rows.
+
+    With ``n_jobs`` (or a ``joblib.parallel_config``) above one and a list of tasks (own
+    tasks, not a suite's), the tasks are evaluated in parallel through
+    :func:`t2v_automl._parallel.run_jobs`; otherwise one at a time in this process,
+    sharing the features of identical image arrays (``share_features``).
+    """
+    from joblib import delayed, effective_n_jobs
+
+    if isinstance(tasks, list) and not forbid and len(tasks) > 1 \
+            and effective_n_jobs(n_jobs) > 1:
+        specs = [resolve_extractor(name) for name in names]
+        jobs = [delayed(_evaluate_job)(st, specs, memory, input_size, C, test_cap, device)
+                for st in tasks]
+        rows = run_jobs(jobs, n_jobs, verbose=verbose, desc="brute force")
+        for i, row in enumerate(rows, start=1):
+            _log_row(i, row, names)
+        return rows, sum(1 for r in rows if r["computed"])
     memo = _FeatureMemo(forbid=forbid) if share_features or forbid else None
-    rows: list[dict[str, Any]] = []
+    rows = []
     try:
         if memo is not None:
             for name in names:
                 memo.wrap(get_extractor(name, device))
         n_calls = 0
-        for st in progress(tasks, verbose=verbose, desc="brute force"):
-            test = cap_test_split(st.test, test_cap if st.kind == "subset" else None)
-            t0 = time.perf_counter()
-            zoo = evaluate_zoo(names, [(st.train, test)], n_jobs=1, memory=memory,
-                               input_size=input_size, C=C, device=device)
-            dt = time.perf_counter() - t0
-            res = zoo.results[0]
+        for st in progress(tasks, verbose=verbose, desc="brute force",
+                           total=len(tasks) if isinstance(tasks, list) else None):
+            row = _evaluate_task(st, names, memory, input_size, C, test_cap, device)
             calls = (memo.hits + memo.misses) if memo is not None else n_calls + 1
-            rows.append({
-                "name": st.name, "kind": st.kind, "n_classes": st.n_classes,
-                "provenance": dict(st.provenance), "n_train": st.train.n_images,
-                "n_test_full": st.test.n_images, "n_test": test.n_images,
-                "train_fingerprint": st.train.fingerprint,
-                "test_fingerprint": test.fingerprint,
-                "scores": zoo.scores[0], "stderr": zoo.stderr[0],
-                "extract_time": np.array([r.extract_time_s for r in res]),
-                "fit_time": np.array([r.fit_time_s for r in res]),
-                "input_size": np.array([r.input_size for r in res]),
-                "correct": np.stack([r.correct for r in res]),
-                "y_test": test.labels.copy(),
-                "computed": memory is None or calls > n_calls,
-            })
+            row["computed"] = memory is None or calls > n_calls
             n_calls = calls
-            if rows[-1]["computed"]:
-                best = names[int(np.argmax(zoo.scores[0]))]
-                logger.info("%d %s: n_train=%d n_test=%d best=%s (%.3f) %.1fs", len(rows),
-                            st.name, st.train.n_images, test.n_images, best,
-                            zoo.scores[0].max(), dt)
+            rows.append(row)
+            _log_row(len(rows), row, names)
     finally:
         if memo is not None:
             memo.restore()
@@ -517,7 +590,7 @@ def build_knowledge_details(
 
     t0 = time.perf_counter()
     rows, n_computed = _evaluate_all(source(), names, mem, input_size, C, test_cap, device,
-                                     share_features, evaluations == "cached", verbose)
+                                     share_features, evaluations == "cached", verbose, n_jobs)
     t_eval = time.perf_counter() - t0
     logger.info("brute force done in %.0fs (%d of %d tasks computed)", t_eval, n_computed,
                 len(rows))
@@ -596,9 +669,12 @@ def build_knowledge(
         ``"cached"`` takes every score from ``memory`` and raises
         :class:`EvaluationNotCachedError` for a missing one (re-embed only).
     n_jobs : int, optional
-        Parallel jobs of the embedding phase (joblib); the evaluation runs task by task.
+        Parallel jobs (joblib; None defers to an enclosing ``joblib.parallel_config``) of
+        the embedding phase and, for own tasks, of the evaluation (a suite is evaluated
+        task by task, sharing a pool's features). Results do not depend on it.
     memory : str, path or joblib.Memory, optional
-        Cache of evaluations and embeddings; an interrupted build resumes from it.
+        Cache of evaluations and embeddings; an interrupted build resumes from it (the
+        knowledge base itself is only returned at the end: nothing half-built).
     verbose : int or bool, default=False
         tqdm progress bars.
 
@@ -624,3 +700,192 @@ def build_knowledge(
         test_cap=test_cap, device=device, share_features=share_features,
         evaluations=evaluations, n_jobs=n_jobs, memory=memory, verbose=verbose,
     ).knowledge
+
+
+def split_task(task: Task, test_fraction: float = 0.25, seed: int = 0) -> tuple[Task, Task]:
+    """A seeded, stratified ``(train, test)`` split of ``task``.
+
+    Each class gives ``round(test_fraction * n)`` of its ``n`` images to the test split,
+    at least two, and keeps at least two for training (a task's minimum); both splits keep
+    every class and the images' order. Lazy tasks stay lazy.
+
+    Parameters
+    ----------
+    task : Task
+    test_fraction : float, default=0.25
+        In (0, 1).
+    seed : int, default=0
+
+    Returns
+    -------
+    train, test : Task
+        Named ``task.name`` and ``task.name + "/test"``.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``test_fraction`` outside (0, 1).
+    InvalidTaskError
+        A class with fewer than 4 images.
+    """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) \
+            or not 0 < test_fraction < 1:
+        raise InvalidParameterError(
+            f"test_fraction must be a number in (0, 1); got {test_fraction!r}.")
+    rng = np.random.default_rng(seed)
+    test_idx = []
+    for c in range(task.n_classes):
+        idx = np.flatnonzero(task.labels == c)
+        if idx.size < 4:
+            raise InvalidTaskError(
+                f"class {str(task.classes[c])!r} of task {task.name!r} has {idx.size} images; "
+                "a split keeps at least 2 of each class on each side, so it needs 4. Add "
+                "images, or give the test split as root/test/<class>/<image>.")
+        k = min(idx.size - 2, max(2, round(test_fraction * idx.size)))
+        test_idx.append(rng.permutation(idx)[:k])
+    test = np.sort(np.concatenate(test_idx))
+    train = np.setdiff1d(np.arange(task.n_images), test)
+    return task.subset(train), task.subset(test, name=f"{task.name}/test")
+
+
+def folder_tasks(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                 test_fraction: float = 0.25, seed: int = 0, image_size: int = 64,
+                 on_bad_image: str = "skip") -> list[SuiteTask]:
+    """The tasks of image folders, each as a ``(train, test)`` suite task.
+
+    Each path is a task laid out as ``root/<class>/<image>`` or
+    ``root/train|test/<class>/<image>``, or a folder of such tasks
+    (:func:`~t2v_automl.tasks.task_folders`). A task without a ``test`` folder is split by
+    :func:`split_task` (``test_fraction``, ``seed``). Images are listed, not decoded.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+    test_fraction : float, default=0.25
+    seed : int, default=0
+    image_size : int, default=64
+        Images are resized to this square size when decoded.
+    on_bad_image : {"skip", "fail"}, default="skip"
+        See :meth:`Task.from_folder <t2v_automl.tasks.Task.from_folder>`.
+
+    Returns
+    -------
+    list of SuiteTask
+        Named after their folders (``parent/name`` where two share a name); provenance
+        ``source="folder"``, ``kind="folder"``, ``path``, ``train_path``, ``test_path``,
+        ``split`` (``"folders"`` or the fraction and seed), ``classes``.
+
+    Raises
+    ------
+    ImageFolderError
+        A folder that is not a task, has no images, or whose ``test`` split has other
+        classes than its ``train`` split (the message names it).
+    InvalidTaskError
+        A task with fewer than two classes or a class with fewer than two images (the
+        message names the folder).
+    """
+    from t2v_automl.tasks import task_folders
+
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    found = [tf for p in paths for tf in task_folders(p)]
+    if not found:
+        raise InvalidParameterError("no task folder given: pass at least one path.")
+    names = [tf.name for tf in found]
+    out = []
+    for tf in found:
+        name = tf.name if names.count(tf.name) == 1 else f"{tf.path.parent.name}/{tf.name}"
+        prov = {"source": "folder", "kind": "folder", "path": str(tf.path.resolve()),
+                "train_path": str(tf.train.resolve()),
+                "test_path": None if tf.test is None else str(tf.test.resolve()),
+                "split": "folders" if tf.test is not None else
+                {"test_fraction": float(test_fraction), "seed": int(seed)}}
+        try:
+            task = Task.from_folder(tf.train, image_size=image_size, name=name,
+                                    on_bad_image=on_bad_image, provenance=prov)
+            test = None if tf.test is None else Task.from_folder(
+                tf.test, image_size=image_size, name=f"{name}/test", on_bad_image=on_bad_image)
+            train, test = split_task(task, test_fraction, seed) if test is None \
+                else (task, test)
+        except InvalidTaskError as exc:
+            raise InvalidTaskError(
+                f"task folder {str(tf.path)!r}: {exc} Each class is a sub-folder of images "
+                "(root/<class>/<image>).") from exc
+        if not np.array_equal(train.classes, test.classes):
+            raise ImageFolderError(
+                f"the test split {str(tf.test)!r} has classes {test.classes.tolist()} but the "
+                f"train split {str(tf.train)!r} has {train.classes.tolist()}; give both the "
+                "same class folders.")
+        out.append(SuiteTask(name, train, test,
+                             {**prov, "classes": [str(c) for c in train.classes]}))
+    return out
+
+
+def build_knowledge_from_folders(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    extractors: Sequence[str] | None = None,
+    *,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    image_size: int | None = None,
+    on_bad_image: str = "skip",
+    extra_embeddings: Mapping[str, Mapping[str, Any]] | None = None,
+    **params: Any,
+) -> KnowledgeBase:
+    """Build a knowledge base from image folders: :func:`folder_tasks`, then
+    :func:`build_knowledge`.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+        Tasks (``root/<class>/<image>``, ``root/train|test/<class>/<image>``) or folders
+        of tasks.
+    extractors : sequence of str, optional
+        Extractor names (the zoo); ``None`` means every available one.
+    test_fraction, seed, on_bad_image
+        As in :func:`folder_tasks`: a task without a ``test`` folder gets a seeded,
+        stratified split.
+    image_size : int, optional
+        The size images are decoded at; default: the larger of ``input_size`` (224 when
+        None) and the embedder's ``image_size``.
+    extra_embeddings : mapping, optional
+        ``None`` means only the ``"domain"`` set (what
+        :class:`~t2v_automl.estimators.HybridSelector`'s screen needs); ``{}`` none.
+    **params
+        The other parameters of :func:`build_knowledge`: ``embedder``, ``input_size``,
+        ``C``, ``n_jobs`` (tasks are evaluated and embedded in parallel, on the backend of
+        an enclosing ``joblib.parallel_config``), ``memory`` (a cache folder: a killed
+        build resumes from it), ``verbose`` (progress bars)...
+
+    Returns
+    -------
+    KnowledgeBase
+        One task per folder, in the order found; provenance with the folders and the split.
+
+    Raises
+    ------
+    ImageFolderError, InvalidTaskError
+        See :func:`folder_tasks`.
+    UnknownNameError, WeightsNotFoundError
+        An extractor is unknown or not installed (before any work).
+    """
+    for key in ("tasks", "seed", "limit", "skip_missing"):
+        if key in params:
+            raise InvalidParameterError(
+                f"build_knowledge_from_folders() takes no {key!r}; the tasks are the "
+                "folders (use build_knowledge for suites).")
+    if isinstance(extractors, str):
+        raise InvalidInputTypeError(
+            f"extractors must be a list of names, not one string; got {extractors!r}. Pass "
+            f"[{extractors!r}].")
+    for name in extractors or ():  # unknown extractors fail before the folders are read
+        get_extractor(name, params.get("device", "cpu"))
+    if image_size is None:
+        embedder = params.get("embedder")
+        size = params.get("input_size", 64)
+        image_size = max(size or 224, int(getattr(embedder, "image_size", 64) or 64), 32)
+    tasks = folder_tasks(paths, test_fraction=test_fraction, seed=seed,
+                         image_size=image_size, on_bad_image=on_bad_image)
+    extra = {"domain": DEFAULT_EXTRA_EMBEDDINGS["domain"]} if extra_embeddings is None \
+        else extra_embeddings
+    return build_knowledge(tasks, extractors, extra_embeddings=extra, **params)

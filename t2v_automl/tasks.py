@@ -43,8 +43,9 @@ from t2v_automl.images import (
     warn_rescaled,
 )
 
-__all__ = ["Task", "LazyImages", "LazyDatasetImages", "as_task", "IMAGE_EXTENSIONS",
-           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIZE", "read_image"]
+__all__ = ["Task", "LazyImages", "LazyDatasetImages", "TaskFolder", "as_task",
+           "task_folders", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIZE",
+           "read_image"]
 
 
 def _encode_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -711,3 +712,102 @@ def as_task(obj: Any, *, name: str | None = None, image_size: int = 224,
         f"cannot make a task from {type(obj).__name__}; expected a Task, an (images, labels) "
         "pair, a torch Dataset of (image, label) items, an image-folder path or an .npz path."
     )
+
+
+# ---------------------------------------------------------------------- folders of tasks
+def _subdirs(p: Path) -> list[Path]:
+    try:
+        return sorted(d for d in p.iterdir() if not d.name.startswith(".") and d.is_dir())
+    except OSError as exc:
+        raise ImageFolderError(f"cannot list the folder {str(p)!r}: {exc.strerror or exc}. "
+                               "Check its permissions.") from exc
+
+
+def _has_images(p: Path) -> bool:
+    try:
+        return any(f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() for f in p.iterdir())
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class TaskFolder:
+    """A task found on disk by :func:`task_folders`.
+
+    Attributes
+    ----------
+    path : Path
+        The task's folder; its name is the task's name.
+    train : Path
+        The folder holding the training split's class folders (``path`` when unsplit).
+    test : Path or None
+        The folder holding the test split's class folders; None when the task has no
+        ``test`` folder.
+    """
+
+    path: Path
+    train: Path
+    test: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The task's name: its folder's name."""
+        return self.path.name
+
+
+def _as_task_folder(p: Path) -> TaskFolder | None:
+    """``p`` as a task (``p/train|test/<class>/<image>`` or ``p/<class>/<image>``), or None."""
+    subdirs = _subdirs(p)
+    split = {d.name.lower(): d for d in subdirs if d.name.lower() in ("train", "test")}
+    if "train" in split:
+        return TaskFolder(p, split["train"], split.get("test"))
+    return TaskFolder(p, p) if any(_has_images(d) for d in subdirs) else None
+
+
+def task_folders(path: str | os.PathLike[str]) -> list[TaskFolder]:
+    """The tasks in a folder: the folder itself, or each of its sub-folders.
+
+    A task is laid out as ``root/<class>/<image>`` (class folders holding image files) or
+    ``root/train/<class>/<image>`` with an optional ``root/test/<class>/<image>``. A folder
+    that is neither is a folder of tasks: each sub-folder must then be a task.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    list of TaskFolder
+        Sorted by name.
+
+    Raises
+    ------
+    ImageFolderError
+        No such folder, a folder without image files in its class folders, or a
+        sub-folder of a folder of tasks that is not a task; the message names the folder.
+    """
+    root = Path(path)
+    layouts = ("root/<class>/<image>, root/train|test/<class>/<image>, or a folder of such "
+               "tasks")
+    if not root.is_dir():
+        raise ImageFolderError(f"task folder {str(root)!r} does not exist or is not a "
+                               f"directory; expected {layouts}.")
+    own = _as_task_folder(root)
+    if own is not None:
+        return [own]
+    children = _subdirs(root)
+    if not children or not any(_subdirs(c) for c in children):
+        raise ImageFolderError(
+            f"no image files in the class folders of {str(root)!r} (extensions "
+            f"{', '.join(IMAGE_EXTENSIONS)}); expected {layouts}.")
+    out = []
+    for child in children:
+        task = _as_task_folder(child)
+        if task is None:
+            raise ImageFolderError(
+                f"{str(child)!r}, in the folder of tasks {str(root)!r}, is not a task: no "
+                f"image files in its class folders; expected {layouts}. Add images or move "
+                "it out.")
+        out.append(task)
+    return out
+

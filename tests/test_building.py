@@ -95,3 +95,144 @@ def test_bad_arguments(pairs: list[tuple[Task, Task]]) -> None:
     with pytest.raises(InvalidParameterError, match="needs memory"):
         build_knowledge(pairs, ["raw_pixels"], evaluations="cached")
     assert set(DEFAULT_EXTRA_EMBEDDINGS) == {"domain", "label_stat", "montecarlo_full"}
+
+
+# ----------------------------------------------------------------------------- folders
+def _png_class(folder: Path, pattern: int, n: int, seed: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        base = np.zeros((16, 16, 3))
+        base[:8] = 1 if pattern == 0 else 0
+        base[:, :8] += 1 if pattern == 1 else 0
+        base[::3] += 1 if pattern == 2 else 0
+        img = np.clip(base * 150 + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``root/plain/<class>`` (2 classes x 8) and ``root/split/train|test/<class>`` (3)."""
+    root = tmp_path_factory.mktemp("own-folders")
+    for c, k in (("a", 0), ("b", 1)):
+        _png_class(root / "plain" / c, k, 8, k)
+    for split, n in (("train", 6), ("test", 3)):
+        for c, k in (("a", 0), ("b", 1), ("c", 2)):
+            _png_class(root / "split" / split / c, k, n, 10 * k + n)
+    return root
+
+
+class _Stopped(Exception):
+    """Stands for a kill in the middle of a build."""
+
+
+def _tiny_embedder() -> Task2VecEmbedder:
+    return Task2VecEmbedder(probe="tiny_random", image_size=16, method="montecarlo",
+                            max_images=40, device="cpu")
+
+
+def test_task_folders_detects_the_layouts(folders: Path, tmp_path: Path) -> None:
+    from t2v_automl.exceptions import ImageFolderError
+    from t2v_automl.tasks import TaskFolder, task_folders
+
+    assert task_folders(folders / "plain") == [TaskFolder(folders / "plain", folders / "plain")]
+    assert task_folders(folders / "split") == [
+        TaskFolder(folders / "split", folders / "split" / "train", folders / "split" / "test")]
+    assert [t.name for t in task_folders(folders)] == ["plain", "split"]
+    (tmp_path / "e" / "cats").mkdir(parents=True)
+    with pytest.raises(ImageFolderError, match="no image files in the class folders"):
+        task_folders(tmp_path / "e")
+    with pytest.raises(ImageFolderError, match="does not exist"):
+        task_folders(tmp_path / "nope")
+    (tmp_path / "p" / "x" / "y").mkdir(parents=True)
+    _png_class(tmp_path / "p" / "ok" / "a", 0, 2, 0)
+    with pytest.raises(ImageFolderError, match=r"p/x'.*is not a task"):
+        task_folders(tmp_path / "p")
+
+
+def test_split_task_is_stratified_seeded_and_lazy(folders: Path) -> None:
+    from t2v_automl.building import split_task
+
+    task = Task.from_folder(folders / "plain", image_size=16)
+    train, test = split_task(task, 0.25, seed=3)
+    assert train.is_lazy and test.is_lazy and test.name == "plain/test"
+    assert np.bincount(test.labels).tolist() == [2, 2]
+    assert np.bincount(train.labels).tolist() == [6, 6]
+    again = split_task(task, 0.25, seed=3)[1]
+    other = split_task(task, 0.25, seed=4)[1]
+    assert again.fingerprint == test.fingerprint != other.fingerprint
+    assert not set(test.images.files) & set(train.images.files)  # type: ignore[union-attr]
+    with pytest.raises(InvalidParameterError, match="test_fraction"):
+        split_task(task, 1.0)
+    small = split_task(task.subset([0, 1, 2, 3, 8, 9, 10, 11, 12]), 0.9)
+    assert [t.n_images for t in small] == [4, 5]  # at least 2 of each class on each side
+    with pytest.raises(Exception, match="'a' of task 'plain' has 3 images.*needs 4"):
+        split_task(task.subset([0, 1, 2, 8, 9, 10, 11]), 0.5)
+
+
+def test_build_from_folders_resumes_and_matches(folders: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import t2v_automl.evaluation as evaluation
+    from t2v_automl.building import build_knowledge_from_folders, folder_tasks
+
+    tasks = folder_tasks(folders, image_size=32)
+    assert [t.name for t in tasks] == ["plain", "split"]
+    assert tasks[0].provenance["split"] == {"test_fraction": 0.25, "seed": 0}
+    assert tasks[1].provenance["split"] == "folders" and tasks[1].test.n_images == 9
+
+    kw = {"embedder": _tiny_embedder(), "memory": tmp_path / "cache"}
+    ref = build_knowledge_from_folders([folders], ["raw_pixels", "mnist_cnn"],
+                                       embedder=_tiny_embedder())
+    original, calls = evaluation.evaluate_extractor, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise _Stopped  # the build is stopped in its third evaluation
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_extractor", failing)
+    with pytest.raises(_Stopped):
+        build_knowledge_from_folders([folders], ["raw_pixels", "mnist_cnn"], **kw)
+    calls.clear()
+    kb = build_knowledge_from_folders([folders], ["raw_pixels", "mnist_cnn"], **kw)
+    assert len(calls) == 2  # 4 evaluations, 2 of them cached before the stop
+    assert kb.task_names == ref.task_names and kb.extra_names == ["domain"]
+    np.testing.assert_array_equal(kb.scores, ref.scores)
+    np.testing.assert_array_equal(kb.embeddings, ref.embeddings)
+    np.testing.assert_array_equal(kb.extra_embeddings("domain")[1],
+                                  ref.extra_embeddings("domain")[1])
+
+    import joblib
+
+    monkeypatch.undo()
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        par = build_knowledge_from_folders([folders], ["raw_pixels", "mnist_cnn"],
+                                           embedder=_tiny_embedder(), extra_embeddings={})
+    np.testing.assert_array_equal(par.scores, ref.scores)
+    np.testing.assert_array_equal(par.embeddings, ref.embeddings)
+
+
+def test_build_from_folders_bad_input(folders: Path, tmp_path: Path) -> None:
+    from t2v_automl.building import build_knowledge_from_folders, folder_tasks
+    from t2v_automl.exceptions import ImageFolderError, InvalidTaskError
+
+    _png_class(tmp_path / "one" / "a", 0, 3, 0)
+    with pytest.raises(InvalidTaskError, match=r"one'.*at least 2 classes"):
+        folder_tasks(tmp_path / "one")
+    _png_class(tmp_path / "few" / "a", 0, 5, 0)
+    _png_class(tmp_path / "few" / "b", 0, 3, 0)
+    with pytest.raises(InvalidTaskError, match=r"few'.*'b'.*3 images.*needs 4"):
+        folder_tasks(tmp_path / "few")
+    with pytest.raises(UnknownNameError):
+        build_knowledge_from_folders(folders, ["nope"])
+    with pytest.raises(InvalidParameterError, match="takes no 'seed'|suites"):
+        build_knowledge_from_folders(folders, ["raw_pixels"], limit=1)
+    _png_class(tmp_path / "mixed" / "train" / "a", 0, 2, 0)
+    _png_class(tmp_path / "mixed" / "train" / "b", 1, 2, 0)
+    _png_class(tmp_path / "mixed" / "test" / "a", 0, 2, 0)
+    _png_class(tmp_path / "mixed" / "test" / "z", 1, 2, 0)
+    with pytest.raises(ImageFolderError, match="same class folders"):
+        folder_tasks(tmp_path / "mixed")

@@ -4,9 +4,11 @@ Sub-commands (``t2v-automl COMMAND --help`` for each)::
 
     demo                 the whole job on a bundled real task, end to end
     embed PATH...        Task2Vec embeddings of image folders / .npz tasks -> .npz + .json
-    select PATH          rank the zoo's extractors for a dataset (default knowledge base)
+    select PATH          rank the zoo's extractors for a dataset (default knowledge base;
+                         --zoo FILE / --extractor NAME: your candidates)
     similarity PATH...   task-distance matrix (table) and a clustered heatmap (PNG)
-    knowledge build|info|add    manage knowledge bases
+    knowledge build|info|add    manage knowledge bases (build --tasks DIR...: from your
+                         own image folders, resumable from OUT.cache/)
     bench                print (and with --run, re-run) the benchmark tables
 
 Global options (before or after the sub-command): ``--device``, ``--jobs``, ``--probe``,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from t2v_automl.cli._base import DEFAULT_PROBE, Console
+from t2v_automl.cli._base import DEFAULT_PROBE, CLIInputError, Console, parse_names
 from t2v_automl.exceptions import IncompatibleEmbeddingError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -195,6 +195,58 @@ def unique_names(names: Sequence[str]) -> list[str]:
         seen[n] = seen.get(n, 0) + 1
         out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
     return out
+
+
+# ============================================================================ the zoo
+def add_zoo_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--zoo FILE`` and ``--extractor NAME`` (repeated): the user's candidate extractors."""
+    g = p.add_argument_group("the zoo (your candidate extractors)")
+    g.add_argument("--zoo", metavar="FILE",
+                   help=f"{what} the extractors named in a zoo file (TOML, JSON or YAML; "
+                        "t2v_automl.extractors.read_zoo)")
+    g.add_argument("--extractor", action="append", metavar="NAME",
+                   help=f"{what} this extractor (repeat the option; a registered name or a "
+                        "name scheme such as timm:<name>); adds to --zoo")
+
+
+def zoo_names(args: argparse.Namespace) -> list[str] | None:
+    """The extractors of ``--zoo``, ``--extractor`` and ``--extractors``, in that order.
+
+    Repeats are dropped; the names are checked by whoever uses them (the build, the
+    selectors), before any work.
+
+    Returns
+    -------
+    list of str or None
+        None when none of the options is given.
+
+    Raises
+    ------
+    CLIInputError
+        The zoo file cannot be read, or names no extractor.
+    """
+    names: list[str] = []
+    zoo = getattr(args, "zoo", None)
+    if zoo:
+        try:
+            from t2v_automl.extractors import read_zoo  # type: ignore[attr-defined]
+        except ImportError:
+            raise CLIInputError(
+                f"--zoo {zoo!r}: this installation cannot read zoo files (no "
+                "t2v_automl.extractors.read_zoo); name the extractors with --extractor NAME, "
+                "repeated.") from None
+        try:
+            names += [str(n) for n in read_zoo(zoo)]
+        except OSError as exc:
+            raise CLIInputError(f"cannot read the zoo file {zoo!r}: {exc.strerror or exc}."
+                                ) from None
+        if not names:
+            raise CLIInputError(f"the zoo file {zoo!r} names no extractor; add at least one.")
+    names += list(getattr(args, "extractor", None) or [])
+    names += parse_names(getattr(args, "extractors", None)) or []
+    if not names:
+        return None
+    return list(dict.fromkeys(names))
 
 
 # ============================================================================ selection

@@ -2,7 +2,9 @@
 
 The statistics come from :mod:`t2v_automl.knowledge` (:func:`extractor_summary`,
 :func:`source_counts`, :func:`task_summary`); the build is
-:func:`t2v_automl.building.build_knowledge`.
+:func:`t2v_automl.building.build_knowledge` (a suite) or
+:func:`t2v_automl.building.build_knowledge_from_folders` (``--tasks DIR...``), cached in
+``OUT.cache/`` unless ``--cache DIR`` or ``--no-cache`` says otherwise.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from t2v_automl.cli._base import (
     parse_names,
 )
 from t2v_automl.cli._shared import (
+    add_zoo_options,
     check_probe,
     describe_meta,
     embed_inputs,
     embedder_params,
     load_inputs,
     load_kb,
+    zoo_names,
 )
 from t2v_automl.exceptions import UnknownNameError
 
@@ -191,71 +195,119 @@ class KnowledgeAddCommand(Command):
 
 
 class KnowledgeBuildCommand(Command):
-    """build a knowledge base over a task suite"""
+    """build a knowledge base over a task suite or your own image folders"""
 
     description = (
-        "Score extractors on every task of a suite (brute force: a linear head on each "
-        "extractor's frozen features) and embed the tasks: "
-        "t2v_automl.building.build_knowledge, the build of the shipped knowledge base "
-        "(which also used --test-cap 500 and --cache). With --cache DIR an interrupted "
-        "build resumes where it stopped.")
+        "Score extractors on every task (brute force: a linear head on each extractor's "
+        "frozen features) and embed the tasks: t2v_automl.building.build_knowledge (the "
+        "build of the shipped knowledge base, which also used --test-cap 500), or with "
+        "--tasks t2v_automl.building.build_knowledge_from_folders. Every evaluation and "
+        "embedding is cached in OUT.cache/ (or --cache DIR): a killed build run again "
+        "continues from there, and a rebuild with more extractors computes only theirs. "
+        "OUT is written once, at the end, atomically.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("output", metavar="OUT.npz")
-        parser.add_argument("--suite", default="default",
-                            help="'default' (189 tasks) or 'mini'")
-        parser.add_argument("--seed", type=int, default=0)
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--suite", default=None,
+                           help="a built-in suite: 'default' (189 tasks, the default) or "
+                                "'mini'")
+        which.add_argument("--tasks", nargs="+", metavar="DIR",
+                           help="your tasks: each DIR is a task (DIR/<class>/<image>, or "
+                                "DIR/train|test/<class>/<image>) or a folder of such tasks")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="seed of the suite, and of the train/test split of a task "
+                                 "folder without a test/ folder (default 0)")
+        parser.add_argument("--test-fraction", type=_fraction, default=0.25, metavar="F",
+                            help="share of each class held out for testing where a task "
+                                 "folder has no test/ folder (stratified; default 0.25)")
         parser.add_argument("--extractors", metavar="A,B,...",
                             help="extractors to score (default: every installed one)")
+        add_zoo_options(parser, "score")
         parser.add_argument("--limit", type=count(0), default=0, metavar="N",
-                            help="only the first N tasks (default 0: all)")
+                            help="only the first N tasks of the suite (default 0: all)")
         parser.add_argument("--input-size", type=count(1), default=64, metavar="PX",
                             help="input size of the resizable extractors (default 64)")
         parser.add_argument("--C", type=float, default=1.0,
                             help="inverse regularisation of the linear head (default 1)")
         parser.add_argument("--test-cap", type=count(1), default=None, metavar="N",
                             help="largest test split of a 'subset' task (default: all)")
-        parser.add_argument("--extra", default=",".join(EXTRA_EMBEDDING_CHOICES),
-                            metavar="A,B,...|none",
+        parser.add_argument("--extra", default=None, metavar="A,B,...|none",
                             help="extra embedding sets kept for baselines and the domain "
-                                 "screen (default: "
-                                 f"{','.join(EXTRA_EMBEDDING_CHOICES)}; 'none')")
-        parser.add_argument("--cache", metavar="DIR",
-                            help="cache evaluations and embeddings here (resumable)")
+                                 f"screen (one of {','.join(EXTRA_EMBEDDING_CHOICES)}; "
+                                 "default: all for a suite, 'domain' for --tasks; 'none')")
+        cache = parser.add_mutually_exclusive_group()
+        cache.add_argument("--cache", metavar="DIR",
+                           help="cache evaluations and embeddings here (default OUT.cache)")
+        cache.add_argument("--no-cache", action="store_true",
+                           help="no cache: an interrupted build starts again from scratch")
         parser.add_argument("--builtin", action="store_true", help=argparse.SUPPRESS)
+        add_input_options(parser)
         add_embedder_options(parser)
 
     def run(self, args: argparse.Namespace, con: Console) -> int:
-        from t2v_automl.building import DEFAULT_EXTRA_EMBEDDINGS, build_knowledge
-        from t2v_automl.estimators import Task2VecEmbedder
-
-        check_output(args.output, "the output", parents=True)
-        if args.cache:
-            check_output(args.cache, "--cache", directory=True, parents=True)
+        check_output(args.output, "the output", parents=True)  # before the heavy imports
+        out = Path(args.output)
+        cache = None if args.no_cache else (args.cache or f"{args.output}.cache")
+        if cache:
+            check_output(cache, "--cache", directory=True, parents=True)
         if args.builtin:
             con.note("--builtin is no longer needed (there is one build); ignored")
-        extra_names = [] if args.extra.strip() == "none" else parse_names(args.extra) or []
-        unknown = [n for n in extra_names if n not in DEFAULT_EXTRA_EMBEDDINGS]
+        default_extra = "domain" if args.tasks else ",".join(EXTRA_EMBEDDING_CHOICES)
+        extra = default_extra if args.extra is None else args.extra
+        extra_names = [] if extra.strip() == "none" else parse_names(extra) or []
+        unknown = [n for n in extra_names if n not in EXTRA_EMBEDDING_CHOICES]
         if unknown:
             raise UnknownNameError(
                 f"unknown extra embedding set(s) {unknown} in --extra; known: "
-                f"{', '.join(DEFAULT_EXTRA_EMBEDDINGS)} (or 'none')."
+                f"{', '.join(EXTRA_EMBEDDING_CHOICES)} (or 'none')."
             )
-        out = Path(args.output)
+
+        from t2v_automl.building import (
+            DEFAULT_EXTRA_EMBEDDINGS,
+            build_knowledge,
+            build_knowledge_from_folders,
+        )
+        from t2v_automl.estimators import Task2VecEmbedder
         device = args.device if args.device != "auto" else "cpu"
-        embedder = Task2VecEmbedder(**embedder_params(args))
-        con.say(f"building a knowledge base over suite {args.suite!r} (seed {args.seed}"
-                + (f", first {args.limit} tasks" if args.limit else "") + ")")
-        kb = build_knowledge(
-            args.suite, parse_names(args.extractors), seed=args.seed,
-            limit=args.limit or None, skip_missing=True, embedder=embedder,
-            extra_embeddings={n: DEFAULT_EXTRA_EMBEDDINGS[n] for n in extra_names},
-            input_size=args.input_size, C=args.C, test_cap=args.test_cap, device=device,
-            n_jobs=args.jobs, memory=args.cache, verbose=int(con.progress))
-        if not len(kb):
-            raise CLIInputError(f"suite {args.suite!r} has no task whose images are installed.")
+        common = {
+            "embedder": Task2VecEmbedder(**embedder_params(args)),
+            "extra_embeddings": {n: DEFAULT_EXTRA_EMBEDDINGS[n] for n in extra_names},
+            "input_size": args.input_size, "C": args.C, "device": device,
+            "n_jobs": args.jobs, "memory": cache, "verbose": int(con.progress)}
+        names = zoo_names(args)
+        if args.tasks:
+            if args.limit or args.test_cap:
+                con.note("--limit and --test-cap apply to suites; ignored with --tasks")
+            con.say(f"building a knowledge base over the task folders {args.tasks} "
+                    f"(a test split where none is given: {args.test_fraction:g} of each "
+                    f"class, seed {args.seed})")
+            kb = build_knowledge_from_folders(
+                args.tasks, names, test_fraction=args.test_fraction, seed=args.seed,
+                on_bad_image=args.on_bad_image, **common)
+        else:
+            suite = args.suite or "default"
+            con.say(f"building a knowledge base over suite {suite!r} (seed {args.seed}"
+                    + (f", first {args.limit} tasks" if args.limit else "") + ")")
+            kb = build_knowledge(suite, names, seed=args.seed, limit=args.limit or None,
+                                 skip_missing=True, test_cap=args.test_cap, **common)
+            if not len(kb):
+                raise CLIInputError(f"suite {suite!r} has no task whose images are installed.")
         out.parent.mkdir(parents=True, exist_ok=True)
         kb.save(out)
         con.say(f"wrote {out}: {len(kb)} tasks x {len(kb.extractor_names)} extractors, "
                 f"embeddings: {describe_meta(kb.meta)}")
+        if cache:
+            con.say(f"cache: {cache} (a rebuild reuses it; delete it to free the space)")
         return EXIT_OK
+
+
+def _fraction(value: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        f = float(value)
+    except ValueError:
+        f = float("nan")
+    if not 0 < f < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1; got {value!r}")
+    return f

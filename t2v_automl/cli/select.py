@@ -1,9 +1,13 @@
 """``t2v-automl select``: rank the extractors for a dataset.
 
-The ranking and everything said about it come from one
-:meth:`HybridSelector.explain <t2v_automl.estimators.HybridSelector.explain>` call per
-input: the domain screen, the Fisher embedding, the novelty, the gate and the
-transferability scores. This module only prints them.
+With a knowledge base (the shipped one by default), the ranking and everything said about
+it come from one :meth:`HybridSelector.explain
+<t2v_automl.estimators.HybridSelector.explain>` call per input: the domain screen, the
+Fisher embedding, the novelty, the gate and the transferability scores. With your own zoo
+(``--zoo FILE`` / ``--extractor NAME``) and no ``--knowledge``, the candidates are ranked
+by :meth:`TransferabilitySelector.predict_scores
+<t2v_automl.estimators.TransferabilitySelector.predict_scores>` alone. This module only
+prints them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from t2v_automl.cli._base import (
     SELECTOR_DEFAULTS,
     STRATEGY_CHOICES,
     TRANSFERABILITY_CHOICES,
+    CLIInputError,
     Command,
     Console,
     add_input_options,
@@ -31,6 +36,7 @@ from t2v_automl.cli._base import (
 from t2v_automl.cli._shared import (
     NEAREST_HEADERS,
     Input,
+    add_zoo_options,
     check_candidates,
     check_made_like,
     check_probe,
@@ -42,7 +48,9 @@ from t2v_automl.cli._shared import (
     nearest_rows,
     ranking_rows,
     show_ranking,
+    zoo_names,
 )
+from t2v_automl.exceptions import UnknownNameError
 
 if TYPE_CHECKING:
     from t2v_automl.estimators import HybridExplanation, HybridSelector
@@ -57,7 +65,9 @@ class SelectCommand(Command):
         "the knowledge base's tasks, predict every extractor's score from the nearest known "
         "tasks, and print the ranking and those tasks. When the dataset is unlike every "
         "known task, LogME of each candidate's features of its images weighs in "
-        "(HybridSelector).")
+        "(HybridSelector). With your own zoo (--zoo FILE or --extractor NAME) and no "
+        "--knowledge, the candidates are ranked by that transferability score alone; with "
+        "--knowledge KB.npz as well, by the hybrid on that base.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         d = SELECTOR_DEFAULTS
@@ -81,6 +91,11 @@ class SelectCommand(Command):
                                  "(default logme; 'none': the knowledge base alone)")
         parser.add_argument("--candidates", metavar="A,B,...",
                             help="rank only these extractors (comma-separated)")
+        add_zoo_options(parser, "rank")
+        parser.add_argument("--input-size", type=count(1), default=64, metavar="PX",
+                            help="input size of the resizable extractors for a zoo ranked "
+                                 "without a knowledge base (default 64, the build's; with "
+                                 "a knowledge base, its own)")
         parser.add_argument("--top", type=count(1), default=None, metavar="N",
                             help="show the first N only")
         parser.add_argument("--nearest", type=count(0), default=5, metavar="N",
@@ -91,10 +106,24 @@ class SelectCommand(Command):
     def run(self, args: argparse.Namespace, con: Console) -> int:
         if args.json:
             check_output(args.json, "--json")
+        zoo = zoo_names(args)
+        if zoo is not None and args.candidates:
+            raise CLIInputError("--candidates and --zoo/--extractor both name the candidates; "
+                                "give one of them.")
+        if zoo is not None and not args.knowledge:
+            return _rank_zoo(args, con, zoo)
         kb = load_kb(args.knowledge)
         label = kb_label(args.knowledge)
         check_probe(args, kb.meta, label)
-        candidates = parse_names(args.candidates) or None
+        candidates = zoo or parse_names(args.candidates) or None
+        if zoo is not None:
+            unknown = [c for c in zoo if c not in kb.extractor_names]
+            if unknown:
+                raise UnknownNameError(
+                    f"extractor(s) {unknown} of --zoo/--extractor are not in {label}, which "
+                    f"knows {', '.join(kb.extractor_names)}; build a base over your zoo "
+                    "(t2v-automl knowledge build OUT.npz --tasks DIR... --zoo FILE), or "
+                    "leave --knowledge out to rank them by transferability alone.")
         check_candidates(candidates, kb.extractor_names)
         items = load_inputs([args.path], kb.meta.input_size, args.on_bad_image)
         check_made_like([it.embedding for it in items if it.embedding is not None],
@@ -176,3 +205,41 @@ def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: Hyb
                          "tasks_best": r[4], **({measure: r[5]} if len(r) > 5 else {})}
                         for r in rows],
             "nearest": near}
+
+
+def _rank_zoo(args: argparse.Namespace, con: Console, zoo: list[str]) -> int:
+    """Rank the user's candidates by a transferability score alone (no knowledge base)."""
+    from t2v_automl.estimators import TransferabilitySelector
+    from t2v_automl.metrics import ranking_order
+
+    measure = args.transferability
+    if measure == "none":
+        raise CLIInputError(
+            "--transferability none leaves nothing to rank your zoo by without a knowledge "
+            "base; choose a score (default logme) or give --knowledge KB.npz.")
+    items = load_inputs([args.path], args.input_size, args.on_bad_image)
+    if any(it.task is None for it in items):
+        raise CLIInputError(
+            f"{args.path!r} is an embeddings file; ranking a zoo without a knowledge base "
+            "needs the images (an image folder or a .npz of images and labels).")
+    device = "cpu" if args.device == "auto" else args.device
+    sel = TransferabilitySelector(measure=measure, extractors=zoo, input_size=args.input_size,
+                                  device=device, verbose=int(con.progress)).fit()
+    con.say(f"no knowledge base: ranking {len(zoo)} candidate(s) by {measure} of their "
+            f"features of each dataset's images ({args.input_size} px)")
+    report = []
+    for it in items:
+        assert it.task is not None
+        scores, seconds = sel.predict_scores([it.task], return_times=True)
+        order = ranking_order(scores)[0][:args.top] if args.top else ranking_order(scores)[0]
+        rows = [[r, sel.extractor_names_[j], float(scores[0, j]), float(seconds[0, j])]
+                for r, j in enumerate(order, start=1)]
+        con.out(f"\nRecommended extractor for {it.task.name}: {rows[0][1]}\n")
+        con.table(["rank", "extractor", measure, "seconds"], rows)
+        report.append({"task": it.task.name, "measure": measure,
+                       "ranking": [{"extractor": r[1], measure: _finite(r[2]),
+                                    "seconds": r[3]} for r in rows]})
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        con.say(f"\nwrote {args.json}")
+    return EXIT_OK

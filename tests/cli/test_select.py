@@ -113,3 +113,57 @@ def test_verbose_shows_the_traceback(cli, kb_file: Path, data: Path) -> None:
                   cwd=data)
     assert res.returncode == 3
     assert "Traceback" in res.stderr and "UnknownNameError" in res.stderr
+
+
+def test_select_ranks_your_zoo_without_a_knowledge_base(cli, data: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "zoo.json"
+    res = cli.run("select", "pair01", "--extractor", "raw_pixels", "--extractor",
+                  "mnist_cnn", "--json", str(out), cwd=data)
+    cli.ok(res)
+    assert "no knowledge base: ranking 2 candidate(s) by logme" in res.stdout
+    assert "Recommended extractor for pair01:" in res.stdout
+    assert "Nearest known tasks" not in res.stdout
+    report = json.loads(out.read_text())[0]
+    assert report["task"] == "pair01" and report["measure"] == "logme"
+    assert {r["extractor"] for r in report["ranking"]} == {"raw_pixels", "mnist_cnn"}
+    logme = [r["logme"] for r in report["ranking"]]
+    assert logme == sorted(logme, reverse=True)
+
+
+def test_select_your_zoo_on_a_knowledge_base(cli, kb_file: Path, data: Path,
+                                             tmp_path: Path) -> None:
+    out = tmp_path / "sel.json"
+    res = cli.run("select", "pair01", "-k", str(kb_file), "--extractor", "mnist_cnn",
+                  "--json", str(out), cwd=data)
+    cli.ok(res)
+    report = json.loads(out.read_text())[0]
+    assert [r["extractor"] for r in report["ranking"]] == ["mnist_cnn"]
+    assert "novelty" in report  # the hybrid ran
+    res = cli.run("select", "pair01", "-k", str(kb_file), "--extractor", "svhn_cnn",
+                  cwd=data)
+    cli.input_error(res, "svhn_cnn", "not in", "leave --knowledge out")
+
+
+def test_select_zoo_options_bad_input(cli, data: Path, tmp_path: Path) -> None:
+    res = cli.run("select", "pair01", "--extractor", "raw_pixels", "--candidates",
+                  "raw_pixels", cwd=data)
+    cli.input_error(res, "--candidates", "give one of them")
+    res = cli.run("select", "pair01", "--extractor", "raw_pixels", "--transferability",
+                  "none", cwd=data)
+    cli.input_error(res, "nothing to rank")
+    res = cli.run("select", "pair01", "--zoo", str(tmp_path / "missing.toml"), cwd=data)
+    cli.input_error(res, "missing.toml")
+
+
+def test_select_reads_a_zoo_file(cli, data: Path, tmp_path: Path) -> None:
+    import t2v_automl.extractors as extractors
+
+    zoo = tmp_path / "zoo.json"
+    zoo.write_text(json.dumps({"extractors": ["raw_pixels", "mnist_cnn"]}))
+    res = cli.run("select", "pair01", "--zoo", str(zoo), cwd=data)
+    if not hasattr(extractors, "read_zoo"):
+        cli.input_error(res, "--extractor NAME")
+        return
+    cli.ok(res)
+    assert "ranking 2 candidate(s) by logme" in res.stdout

@@ -26,12 +26,12 @@ from t2v_automl.exceptions import (
 )
 from t2v_automl.integration.optuna._checks import (
     ScoreTransform,
+    check_objective_index,
     check_param,
     check_transform,
-    single_direction,
-    to_score,
+    score_rule,
 )
-from t2v_automl.integration.optuna._predictions import resolve_embedding
+from t2v_automl.integration.optuna._predictions import EMBED_FIRST, resolve_embedding
 from t2v_automl.knowledge import (
     PROVENANCE_OPTUNA,
     PROVENANCE_TASK_FINGERPRINT,
@@ -74,6 +74,8 @@ class KnowledgeCallback:
         Objective value -> score in [0, 1], higher = better. Default: the value itself,
         which must be a score in [0, 1] of a maximised objective (e.g. accuracy). A
         minimisation study must pass one (e.g. ``lambda error_rate: 1.0 - error_rate``).
+        In a multi-objective study without ``objective_index`` it gets the list of all
+        the trial's values (e.g. ``lambda v: v[0]``).
     task_name : str, optional
         The task's name in the base. Default: ``embedding.task_name``. All studies of one
         task should use the same name; a name already taken by a task with another
@@ -83,8 +85,17 @@ class KnowledgeCallback:
     errors : {"raise", "warn"}, default="raise"
         What to do with a trial that cannot be recorded (a score outside [0, 1], a
         non-string extractor, a name clash, a minimisation study without
+        ``score_transform``, a multi-objective study with neither ``objective_index`` nor
         ``score_transform``): raise (stopping ``optimize``), or warn and skip it.
         Nothing is written in either case.
+    objective_index : int, optional
+        In a multi-objective study, the 0-based position of the objective whose value is
+        recorded (the accuracy of ``directions=["maximize", "minimize"]`` = accuracy,
+        latency: 0). A multi-objective study needs it or ``score_transform``; without
+        either, every trial raises (or warns, with ``errors="warn"``) and nothing is
+        written. The knowledge base keeps one score per (task, extractor): the best of
+        that objective, not a Pareto front; the provenance entry keeps all the values
+        of that trial under ``"values"``.
 
     Raises
     ------
@@ -104,9 +115,11 @@ class KnowledgeCallback:
         task_name: str | None = None,
         timeout: float | None = None,
         errors: str = "raise",
+        objective_index: int | None = None,
     ) -> None:
         self._param = check_param(param)
         self._score_transform = check_transform(score_transform)
+        self._objective_index = check_objective_index(objective_index)
         if errors not in ("raise", "warn"):
             raise InvalidParameterError(f"errors must be 'raise' or 'warn'; got {errors!r}.")
         self._errors = errors
@@ -115,7 +128,8 @@ class KnowledgeCallback:
             raise InvalidParameterError(f"timeout must be a number >= 0 or None; got {timeout!r}.")
         self._timeout = None if timeout is None else float(timeout)
         self._thread_lock = threading.Lock()
-        values, meta, emb = resolve_embedding(embedding, None, None, "embedding")
+        values, meta, emb = resolve_embedding(embedding, None, None, "embedding",
+                                              no_embedder=EMBED_FIRST)
         if task_name is None:
             if emb is None:
                 raise InvalidInputTypeError(
@@ -203,9 +217,10 @@ class KnowledgeCallback:
             logger.warning("KnowledgeCallback: trial %d not recorded: %s", trial.number, exc)
 
     def _entry(self, study: optuna.Study, trial: FrozenTrial
-               ) -> tuple[str, float, dict[str, Any], float, str, int, float | None] | None:
-        """Validate a trial; return (extractor, score, params, value, study, number, secs)."""
-        direction = single_direction(study, "KnowledgeCallback")
+               ) -> tuple[str, float, dict[str, Any], list[float], str, int, float | None] | None:
+        """Validate a trial; return (extractor, score, params, values, study, number, secs)."""
+        to_score = score_rule(study.directions, self._objective_index, self._score_transform,
+                              "KnowledgeCallback")
         if self._param not in trial.params:
             if not self._warned_missing:
                 self._warned_missing = True
@@ -221,15 +236,20 @@ class KnowledgeCallback:
                 f"the value of {self._param!r} in trial {trial.number} is {ext!r}; extractor "
                 f"names in a knowledge base are non-empty strings."
             )
-        value = trial.value
-        if value is None:  # pragma: no cover - a COMPLETE single-objective trial has one
+        if trial.values is None:  # pragma: no cover - a COMPLETE trial has values
             return None
-        score = to_score(float(value), direction, self._score_transform, "KnowledgeCallback")
+        values = [float(v) for v in trial.values]
+        score = to_score(values)
         if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            shown = values[0] if len(values) == 1 else values
             raise KnowledgeBaseError(
                 f"trial {trial.number} (extractor {ext!r}) has score {score!r} (objective "
-                f"value {value!r}); knowledge-base scores lie in [0, 1], higher = better. "
-                f"Pass score_transform to map objective values to such scores."
+                f"value{'s' if len(values) > 1 else ''} {shown!r}); knowledge-base scores lie "
+                f"in [0, 1], higher = better. Pass score_transform to map objective values "
+                f"to such scores"
+                + ("" if len(values) == 1 else
+                   ", or objective_index=<the position of the accuracy-like objective>")
+                + "."
             )
         params = {k: v for k, v in trial.params.items() if k != self._param}
         try:
@@ -239,13 +259,24 @@ class KnowledgeCallback:
                 f"the parameters of trial {trial.number} are not JSON-serialisable: {exc}"
             ) from exc
         secs = trial.duration.total_seconds() if trial.duration is not None else None
-        return ext, score, params, float(value), study.study_name, int(trial.number), secs
+        return ext, score, params, values, study.study_name, int(trial.number), secs
 
     def _record(self, kb: KnowledgeBase, ext: str, score: float, params: dict[str, Any],
-                value: float, study_name: str, number: int, secs: float | None) -> None:
+                values: list[float], study_name: str, number: int, secs: float | None
+                ) -> None:
         """Write one result into ``kb`` with a single (all-or-nothing) mutation."""
-        best_entry = {"score": score, "value": value, "params": params, "param": self._param,
-                      "study": study_name, "trial": number}
+        if len(values) == 1:
+            value: float | None = values[0]
+        else:
+            value = values[self._objective_index] if self._objective_index is not None \
+                else None
+        best_entry: dict[str, Any] = {"score": score, "value": value, "params": params,
+                                      "param": self._param, "study": study_name,
+                                      "trial": number}
+        if len(values) > 1:  # JSON has no inf: an infinite value is kept as None
+            best_entry["values"] = [v if math.isfinite(v) else None for v in values]
+            if self._objective_index is not None:
+                best_entry["objective_index"] = self._objective_index
         name = self._task_name
         if name not in kb:
             prov: dict[str, Any] = {PROVENANCE_KEY: {"best": {ext: best_entry}}}

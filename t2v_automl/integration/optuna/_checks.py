@@ -52,56 +52,135 @@ def check_transform(score_transform: Any) -> ScoreTransform | None:
     return score_transform
 
 
-def single_direction(study: optuna.Study, who: str) -> StudyDirection:
-    if len(study.directions) != 1:
+def check_objective_index(objective_index: Any) -> int | None:
+    """``objective_index`` as an int >= 0, or None."""
+    if objective_index is None:
+        return None
+    if isinstance(objective_index, bool) or not isinstance(objective_index, numbers.Integral) \
+            or objective_index < 0:
         raise InvalidParameterError(
-            f"{who} supports single-objective studies only; this study has "
-            f"{len(study.directions)} objectives."
+            f"objective_index must be None or an int >= 0 (the position of the accuracy-like "
+            f"objective in the study's directions); got {objective_index!r}."
         )
-    return study.directions[0]
+    return int(objective_index)
 
 
-def to_score(value: float, direction: StudyDirection, transform: ScoreTransform | None,
-             who: str) -> float:
-    """Objective value -> score (higher = better), on the selector's scale when possible."""
-    if transform is not None:
-        try:
-            return float(transform(value))
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError(
-                f"score_transform failed on objective value {value!r}: {exc}"
-            ) from exc
-    if direction == StudyDirection.MINIMIZE:
+def _apply(transform: ScoreTransform, value: Any) -> float:
+    try:
+        return float(transform(value))
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise InvalidParameterError(
-            f"{who}: the study minimises its objective, so its values are not scores where "
+            f"score_transform failed on objective value {short_repr(value)}: {exc}"
+        ) from exc
+
+
+def score_rule(directions: Sequence[StudyDirection], objective_index: int | None,
+               transform: ScoreTransform | None, who: str
+               ) -> Callable[[Sequence[float]], float]:
+    """The map from a trial's objective values to a score (higher = better).
+
+    The rule, for single- and multi-objective studies alike:
+
+    - ``objective_index=i`` (a multi-objective study, or 0 for a single one) names the
+      objective that is the score: ``transform(values[i])`` with a transform, else
+      ``values[i]``, which must then be maximised;
+    - ``objective_index=None`` in a single-objective study is objective 0;
+    - ``objective_index=None`` in a multi-objective study needs ``transform``, which then
+      gets the list of all the trial's values (e.g. ``lambda v: v[0] - 0.01 * v[1]``).
+
+    Parameters
+    ----------
+    directions : sequence of StudyDirection
+        The study's directions.
+    objective_index : int or None
+        Checked by :func:`check_objective_index`.
+    transform : callable or None
+        Checked by :func:`check_transform`.
+    who : str
+        The caller, for messages.
+
+    Returns
+    -------
+    callable
+        ``rule(values) -> float`` for a trial's values (``trial.values``).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``objective_index`` outside the study's objectives; a multi-objective study with
+        neither ``objective_index`` nor ``score_transform``; the named objective minimised
+        without ``score_transform``. Raised here, before any trial is looked at.
+    """
+    n = len(directions)
+    if objective_index is not None and objective_index >= n:
+        raise InvalidParameterError(
+            f"{who}: objective_index={objective_index} but the study has {n} objective"
+            f"{'s' if n != 1 else ''} (directions "
+            f"{[d.name.lower() for d in directions]}); pass the 0-based position of the "
+            f"accuracy-like objective."
+        )
+    if n > 1 and objective_index is None:
+        if transform is None:
+            raise InvalidParameterError(
+                f"{who}: the study has {n} objectives (directions "
+                f"{[d.name.lower() for d in directions]}) and nothing says which is the "
+                f"score the selector predicts (an accuracy in [0, 1], higher = better). Pass "
+                f"objective_index=<its 0-based position> (e.g. objective_index=0 for "
+                f"directions ['maximize', 'minimize'] = accuracy, latency), or "
+                f"score_transform=<a callable taking the list of the {n} objective values "
+                f"and returning that score>."
+            )
+        return lambda values: _apply(transform, list(values))
+    i = 0 if objective_index is None else objective_index
+    direction = directions[i]
+    if transform is not None:
+        return lambda values: _apply(transform, values[i])
+    if direction == StudyDirection.MINIMIZE:
+        which = "its objective" if n == 1 else f"objective {i}"
+        raise InvalidParameterError(
+            f"{who}: the study minimises {which}, so its values are not scores where "
             f"higher is better; pass score_transform mapping a value to a score in [0, 1] "
             f"(e.g. score_transform=lambda error_rate: 1.0 - error_rate)."
         )
-    return float(value)
+    return lambda values: float(values[i])
 
 
-def known_choices(choices: Sequence[Any], names: Sequence[str], param: str,
-                  warned: set[tuple[Any, ...]] | None = None) -> list[str]:
-    """The choices the selector knows, in choice order; warn about the others."""
+def split_choices(choices: Sequence[Any], names: Sequence[str], param: str, unknown: str,
+                  warned: set[tuple[Any, ...]] | None = None) -> tuple[list[str], list[Any]]:
+    """The choices the selector knows and the others, each in choice order.
+
+    With ``unknown="ignore"`` the others are returned empty (and a warning says they are
+    left out); with ``"interleave"`` a warning says they are interleaved.
+
+    Raises
+    ------
+    UnknownNameError
+        No choice is known to the selector.
+    """
     known_set = set(names)
     known = [c for c in choices if isinstance(c, str) and c in known_set]
-    unknown = [c for c in choices if not (isinstance(c, str) and c in known_set)]
+    others = [c for c in choices if not (isinstance(c, str) and c in known_set)]
     if not known:
         raise UnknownNameError(
             f"none of the choices {list(choices)!r} of parameter {param!r} is an extractor "
             f"the selector knows ({sorted(known_set)}). Name the extractors as in the "
-            f"knowledge base, or fit the selector on these extractors."
+            f"knowledge base, or fit the selector on these extractors (to rank candidates "
+            f"no knowledge base has seen, use TransferabilitySelector directly)."
         )
-    if unknown:
+    if others:
         key = tuple(map(repr, choices))
         if warned is None or key not in warned:
             if warned is not None:
                 warned.add(key)
+            what = ("they take every second place of the ranking from the 2nd on "
+                    "(unknown='interleave'; unknown='ignore' leaves them out)"
+                    if unknown == "interleave" else
+                    "they are ignored by the warm start (unknown='ignore')")
             warnings.warn(
-                f"choices {unknown!r} of parameter {param!r} are unknown to the selector "
-                f"(fitted on {sorted(known_set)}); they are ignored by the warm start.",
+                f"choices {others!r} of parameter {param!r} are unknown to the selector "
+                f"(fitted on {sorted(known_set)}); {what}.",
                 UserWarning, stacklevel=3)
-    return known
+    return known, (others if unknown == "interleave" else [])
 
 
 def study_distribution(study: optuna.Study, param: str,

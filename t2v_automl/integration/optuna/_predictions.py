@@ -44,6 +44,9 @@ class Prediction:
     knowledge_selector : object
         The selector whose ``metric`` applies to the knowledge base: a hybrid's
         ``selector_``, else the selector itself.
+    images : task or None
+        The task's images when they were given (the task itself, or ``task=``), for a
+        transferability score of candidates the selector does not know.
     """
 
     values: np.ndarray
@@ -51,6 +54,7 @@ class Prediction:
     names: list[str]
     scores: dict[str, float]
     knowledge_selector: Any
+    images: Any = None
 
 
 def is_vector(obj: Any) -> bool:
@@ -62,9 +66,20 @@ def is_vector(obj: Any) -> bool:
     return False
 
 
+#: How to embed a task first, for callers that take no ``embedder=`` (the sampler, the
+#: callback).
+EMBED_FIRST = ("embed the task first: Task2VecEmbedder(...).fit().embed([task])[0] (with the "
+               "selector's probe and settings)")
+
+
 def resolve_embedding(obj: Any, embedder: Any, selector_meta: EmbeddingMeta | None,
-                      what: str) -> tuple[np.ndarray, EmbeddingMeta | None, Embedding | None]:
-    """Return (values, meta or None, Embedding or None) for an embedding, a vector or a task."""
+                      what: str, no_embedder: str | None = None
+                      ) -> tuple[np.ndarray, EmbeddingMeta | None, Embedding | None]:
+    """Return (values, meta or None, Embedding or None) for an embedding, a vector or a task.
+
+    ``no_embedder`` is what the message for a task without an embedder advises; None: the
+    caller takes ``embedder=``, and the message says to pass one.
+    """
     if isinstance(obj, Embedding):
         return np.array(obj.values, dtype=np.float64), obj.meta, obj
     if is_vector(obj):
@@ -83,10 +98,12 @@ def resolve_embedding(obj: Any, embedder: Any, selector_meta: EmbeddingMeta | No
             )
         return arr, None, None
     if embedder is None:
+        advice = (no_embedder if no_embedder is not None else
+                  "pass embedder=<a fitted Task2VecEmbedder>, or embed the task first: "
+                  "embedder.embed([task])[0]")
         raise InvalidInputTypeError(
-            f"{what} is a {type(obj).__name__}, not an Embedding: it is taken to be a task, "
-            f"and a task needs embedder=<a fitted Task2VecEmbedder> to be embedded. Pass "
-            f"one, or embed the task first: embedder.embed([task])[0]."
+            f"{what} is a {type(obj).__name__}, not an Embedding or a 1-D array: it is taken "
+            f"to be a task, and nothing here can embed it; {advice}."
         )
     if not callable(getattr(embedder, "embed", None)):
         raise InvalidInputTypeError(
@@ -151,7 +168,7 @@ def _score_row(scores: Any, names: list[str], source: str) -> dict[str, float]:
 
 
 def selector_predictions(selector: Any, obj: Any, embedder: Any, what: str,
-                         task: Any = None) -> Prediction:
+                         task: Any = None, no_embedder: str | None = None) -> Prediction:
     """Embed ``obj`` if needed and return what the selector predicts for it.
 
     Parameters
@@ -168,7 +185,11 @@ def selector_predictions(selector: Any, obj: Any, embedder: Any, what: str,
         The argument's name, for error messages.
     task : task, optional
         The task's images when ``obj`` is its embedding: a selector with ``explain`` uses
-        them for its transferability score; other selectors do not need them.
+        them for its transferability score; other selectors do not need them (they come
+        back in :attr:`Prediction.images` for candidates the selector does not know).
+    no_embedder : str, optional
+        The advice of the error for a task that nothing can embed (see
+        :func:`resolve_embedding`).
 
     Returns
     -------
@@ -193,16 +214,15 @@ def selector_predictions(selector: Any, obj: Any, embedder: Any, what: str,
         if embedder is None:
             embedder = getattr(selector, "embedder_", None)
     values, meta, emb = resolve_embedding(obj, embedder,
-                                          getattr(selector, "embedding_meta_", None), what)
+                                          getattr(selector, "embedding_meta_", None), what,
+                                          no_embedder)
     names = check_selector(selector, values, meta)
     row: Any = emb if emb is not None else values
     if not hybrid:
-        if task is not None:
-            logger.debug("%s has no explain(): task= is not needed and not used",
-                         type(selector).__name__)
         X: Any = [emb] if emb is not None else values[None, :]
         scores = _score_row(selector.predict_scores(X), names, "selector.predict_scores")
-        return Prediction(values, meta, names, scores, knowledge_selector)
+        return Prediction(values, meta, names, scores, knowledge_selector,
+                          obj if is_task else task)
     images = obj if is_task else task
     # Given the embedding (made here or by the caller), the hybrid skips its domain screen
     # and ranks by its neighbours, mixed with its transferability score when the task is
@@ -214,4 +234,4 @@ def selector_predictions(selector: Any, obj: Any, embedder: Any, what: str,
     logger.info("%s: novelty %.2f, weight of %s %.2f%s", type(selector).__name__,
                 float(explanation.novelty[0]), measure, float(explanation.gate[0]),
                 "" if images is not None else " (embedding only: no transferability score)")
-    return Prediction(values, meta, names, scores, knowledge_selector)
+    return Prediction(values, meta, names, scores, knowledge_selector, images)

@@ -27,14 +27,20 @@ from t2v_automl.integration.optuna._checks import (
     check_param,
     check_study,
     distribution_problem,
-    known_choices,
     latest_distributions,
     plain_value_problem,
     short_repr,
+    split_choices,
     study_distribution,
 )
 from t2v_automl.integration.optuna._predictions import selector_predictions
 from t2v_automl.integration.optuna._sampler import Task2VecSampler
+from t2v_automl.integration.optuna._unknown import (
+    check_transferability,
+    check_unknown,
+    interleave,
+    order_unknown,
+)
 from t2v_automl.knowledge import KnowledgeBase
 
 __all__ = ["warm_start"]
@@ -167,6 +173,8 @@ def warm_start(
     choices: Sequence[Any] | None = None,
     task: Any = None,
     distributions: Mapping[str, BaseDistribution] | None = None,
+    unknown: str = "interleave",
+    transferability: Any = None,
 ) -> list[dict[str, Any]]:
     """Enqueue the extractors the selector ranks best as the study's next trials.
 
@@ -222,6 +230,17 @@ def warm_start(
         FloatDistribution(1e-3, 1e3, log=True)}``), to check ``extra_params`` and the
         knowledge base's hyper-parameters against on a study that has not suggested them
         yet. The study's own distribution of a parameter, once a trial has it, wins.
+    unknown : {"interleave", "ignore"}, default="interleave"
+        Choices the selector was not fitted on (the user's newest model): with
+        ``"interleave"`` they take every second place of the ranking from the 2nd on
+        (known #1, unknown #1, known #2, ...), so ``top_k=3`` tries one of them at the
+        second enqueued trial; ``"ignore"`` never enqueues them. A :class:`UserWarning`
+        names them either way (a misspelt name shows there).
+    transferability : TransferabilitySelector, optional
+        Orders two or more unknown candidates by its score on the task's images (the task,
+        or ``task=``), cloned with ``extractors=<those candidates>``; default: the
+        selector's own ``transferability_`` (a HybridSelector's), else choice order.
+
     Returns
     -------
     list of dict
@@ -231,20 +250,22 @@ def warm_start(
     Raises
     ------
     InvalidInputTypeError
-        A task without ``embedder``, ``task`` next to a task (not an embedding), or
-        arguments of the wrong type.
+        A task without ``embedder``, ``task`` next to a task (not an embedding), a
+        ``transferability`` that is not a TransferabilitySelector, or arguments of the
+        wrong type.
     IncompatibleEmbeddingError
         The selector (or knowledge base, or embedder) was made with another probe or
         settings than the task's embedding.
     UnknownNameError
         No choice of ``param`` is known to the selector.
     InvalidParameterError
-        ``top_k`` < 1; ``extra_params`` naming ``param`` or holding a value outside its
-        known distribution (or, without one, not a finite number, boolean, None or short
-        string); a study whose trials never suggest ``param`` (the message names a
-        categorical parameter whose choices are the selector's extractors: "did you mean
-        param='backbone'?") or suggest it as a non-categorical parameter; a study whose
-        sampler is a :class:`Task2VecSampler` of another ``param``.
+        ``top_k`` < 1; ``unknown`` not "interleave" or "ignore"; ``extra_params`` naming
+        ``param`` or holding a value outside its known distribution (or, without one, not
+        a finite number, boolean, None or short string); a study whose trials never
+        suggest ``param`` (the message names a categorical parameter whose choices are
+        the selector's extractors: "did you mean param='backbone'?") or suggest it as a
+        non-categorical parameter; a study whose sampler is a :class:`Task2VecSampler` of
+        another ``param``.
     NotFittedError
         An unfitted selector or embedder.
 
@@ -256,8 +277,16 @@ def warm_start(
     worker of a distributed study, therefore enqueues nothing new. Two workers calling it
     at the very same moment may both enqueue (as with Optuna's
     ``enqueue_trial(skip_if_exists=True)``): call it once, before starting the workers.
-    Each enqueued trial carries the user attributes ``t2v_warm_start_rank`` (0 = best)
-    and ``t2v_predicted_score``.
+    Each enqueued trial carries the user attributes ``t2v_warm_start_rank`` (0 = best,
+    in the merged ranking) and ``t2v_predicted_score`` (None for an unknown candidate).
+
+    The warm start does not look at the study's directions: in a multi-objective study
+    (e.g. accuracy and latency) it enqueues the ranked candidates exactly as for a single
+    objective, and the sampler (a multi-objective one, or a :class:`Task2VecSampler` with
+    ``objective_index``) takes over after them. A search space whose other parameters
+    depend on the extractor works too: a parameter the enqueued extractor's branch does
+    not suggest is simply not used by that trial (see :mod:`t2v_automl.integration.optuna`,
+    "Conditional hyper-parameters").
 
     The enqueued trials count as start-up trials of a TPE sampler, whose default of 10
     random start-up trials then scatters the next ones over the whole search space: give
@@ -274,6 +303,8 @@ def warm_start(
     """
     check_study(study)
     param = check_param(param)
+    unknown = check_unknown(unknown)
+    transferability = check_transferability(transferability)
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise InvalidParameterError(f"top_k must be an integer >= 1; got {top_k!r}.")
     if extra_params is not None and not isinstance(extra_params, Mapping):
@@ -323,9 +354,15 @@ def warm_start(
         raise InvalidInputTypeError(
             f"choices must be a list of extractor names, not one string; got {choices!r}."
         )
-    known = known_choices(list(choices), names, param)
-    ranked = sorted(known, key=lambda c: (-predicted[c] if math.isfinite(predicted[c])
-                                          else math.inf, known.index(c)))
+    known, others = split_choices(list(choices), names, param, unknown)
+    ranked_known = sorted(known, key=lambda c: (-predicted[c] if math.isfinite(predicted[c])
+                                                else math.inf, known.index(c)))
+    # unknown candidates: every second place from the 2nd on (rules: _unknown.py); their
+    # transferability only orders them among themselves, and only when it can matter
+    ranked = interleave(ranked_known, others)
+    if any(c in others for c in ranked[:int(top_k)]):
+        ranked = interleave(ranked_known, order_unknown(others, selector, transferability,
+                                                        pred.images)[0])
     top = ranked[:int(top_k)]
     present = present_choices(study, param)
     todo = [c for c in top if c not in present]
@@ -337,9 +374,10 @@ def warm_start(
         source, kb_hp = kb_params.get(c, ("", {}))
         hp = checked_knowledge(kb_hp, known_dists, c, source, {param, *extra})
         params = {**hp, **extra, param: c}
+        score = predicted.get(c, math.nan) if isinstance(c, str) else math.nan
         study.enqueue_trial(params, user_attrs={
             "t2v_warm_start_rank": ranked.index(c),
-            "t2v_predicted_score": predicted[c] if math.isfinite(predicted[c]) else None})
+            "t2v_predicted_score": score if math.isfinite(score) else None})
         enqueued.append(params)
     skipped = [c for c in top if c in present]
     logger.info("warm_start: enqueued %s; skipped (already in the study) %s",

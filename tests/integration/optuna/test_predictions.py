@@ -52,14 +52,14 @@ def test_with_the_real_selector(real_setup, digit_tasks, tmp_path):
     predicted = sel.predict([embs[0]])[0]  # the score matrix, as predict_scores
     assert study.trials[0].user_attrs["t2v_predicted_score"] == \
         pytest.approx(predicted[sel.extractor_names_.index(expected[0])])
-    # exploration=0: the objective below has no value for the "unknown" choice
+    # exploration=0: only the ranking's draws (the "unknown" choice is interleaved)
     sampler = Task2VecSampler(sel, embs[0], seed=0, exploration=0)
     assert sampler.predicted_scores == dict(zip(sel.extractor_names_, predicted, strict=True))
     study = optuna.create_study(direction="maximize", sampler=sampler,
                                 storage=f"sqlite:///{tmp_path / 's.db'}")
     cb = KnowledgeCallback(tmp_path / "kb.npz", embs[0])
     with pytest.warns(UserWarning, match="unknown"):
-        study.optimize(lambda t: {"a": 0.8, "b": 0.7, "c": 0.6}[
+        study.optimize(lambda t: {"a": 0.8, "b": 0.7, "c": 0.6, "unknown": 0.5}[
             t.suggest_categorical("extractor", ["a", "b", "c", "unknown"])],
             n_trials=4, callbacks=[cb])
     kb = KnowledgeBase.load(tmp_path / "kb.npz")

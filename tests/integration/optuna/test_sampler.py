@@ -10,11 +10,6 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.testing.pytest_samplers import (
-    BasicSamplerTestCase,
-    RelativeSamplerTestCase,
-    SingleOnlySamplerTestCase,
-)
 from optuna.trial import TrialState
 
 from t2v_automl.exceptions import (
@@ -36,48 +31,8 @@ from tests.integration.optuna.helpers import (
 )
 
 # ======================================================================== Task2VecSampler
-# Optuna's shipped sampler test-suite. Its tests suggest "x", "y", "z" (and "category" in
-# test_conditional_sample_independent): with param="extractor" they check that everything
-# is delegated faithfully; the second fixture makes "category" the extractor parameter,
-# so that test exercises the ranking path through Optuna's own checks.
-
-
-def _suite_sampler():
-    return Task2VecSampler(StubSelector(), emb(), seed=0)
-
-
-class TestShippedBasic(BasicSamplerTestCase):
-    @pytest.fixture
-    def sampler(self):
-        return _suite_sampler
-
-
-class TestShippedRelative(RelativeSamplerTestCase):
-    # The relative suite expects sample_relative to sample from the first trial on; TPE
-    # does so without start-up trials (the default TPESampler fails it too).
-    @pytest.fixture
-    def sampler(self):
-        return lambda: Task2VecSampler(
-            StubSelector(), emb(),
-            base_sampler=optuna.samplers.TPESampler(seed=0, multivariate=True,
-                                                    n_startup_trials=0))
-
-
-class TestShippedSingleOnly(SingleOnlySamplerTestCase):
-    @pytest.fixture
-    def sampler(self):
-        return _suite_sampler
-
-
-class TestShippedRankedCategory:
-    @pytest.fixture
-    def sampler(self):
-        sel = StubSelector(names=["x", "y"], scores=(0.5, 0.6))
-        return lambda: Task2VecSampler(sel, emb(), param="category", seed=0,
-                                       score_transform=lambda v: 1.0 - v)
-
-    test_conditional_sample_independent = \
-        BasicSamplerTestCase.test_conditional_sample_independent
+# Optuna's own sampler test cases (basic, relative, multi-objective) run in
+# test_sampler_suite.py.
 
 
 def _draws(sampler, n=30, choices=tuple(NAMES)):
@@ -190,7 +145,7 @@ def test_sampler_exploration_hands_some_extractor_draws_to_the_base_sampler():
     def draws(exploration):
         spy = SpySampler()
         s = Task2VecSampler(StubSelector(), emb(), base_sampler=spy, seed=0,
-                            exploration=exploration)
+                            exploration=exploration, unknown="ignore")
         study = optuna.create_study(direction="maximize", sampler=s)
         study.optimize(lambda t: {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8, "zzz": 0.9}[
             t.suggest_categorical("extractor", NAMES + ["zzz"])], n_trials=40)
@@ -231,11 +186,16 @@ def test_sampler_bad_search_spaces_and_directions():
     s = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0)  # the ranking's draws
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
+    ignoring = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0,
+                               unknown="ignore")
     with pytest.warns(UserWarning, match="unknown to the selector"):
-        draws = {s.sample_independent(study, trial._cached_frozen_trial, "extractor",
-                                      CategoricalDistribution(["zzz", "d", 3]))
+        draws = {ignoring.sample_independent(study, trial._cached_frozen_trial, "extractor",
+                                             CategoricalDistribution(["zzz", "d", 3]))
                  for _ in range(5)}
     assert draws == {"d"}
+    with pytest.warns(UserWarning, match="unknown to the selector"):
+        p = s.choice_probabilities(study, CategoricalDistribution(["zzz", "d", 3]))
+    assert list(p) == ["zzz", "d", 3] and p["zzz"] == pytest.approx(p["d"])
     with pytest.raises(UnknownNameError):
         s.sample_independent(study, trial._cached_frozen_trial, "extractor",
                              CategoricalDistribution(["x", "y"]))
@@ -251,7 +211,7 @@ def test_sampler_bad_search_spaces_and_directions():
     flipped = Task2VecSampler(StubSelector(), emb(), score_transform=lambda e: 1.0 - e)
     assert flipped.choice_probabilities(minimise, CategoricalDistribution(NAMES))["a"] > 0.5
     multi = optuna.create_study(directions=["maximize", "minimize"])
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidParameterError, match="objective_index=<its 0-based"):
         s.choice_probabilities(multi, CategoricalDistribution(NAMES))
 
 
@@ -269,6 +229,10 @@ def test_sampler_bad_search_spaces_and_directions():
     (dict(base_sampler="tpe"), InvalidInputTypeError),
     (dict(seed=1.5), InvalidInputTypeError),
     (dict(score_transform=3), InvalidInputTypeError),
+    (dict(objective_index=-1), InvalidParameterError),
+    (dict(objective_index=True), InvalidParameterError),
+    (dict(unknown="drop"), InvalidParameterError),
+    (dict(transferability="logme"), InvalidInputTypeError),
 ])
 def test_sampler_validates_eagerly(kwargs, error):
     with pytest.raises(error):
@@ -278,5 +242,98 @@ def test_sampler_validates_eagerly(kwargs, error):
 def test_sampler_refuses_other_probe_and_tasks():
     with pytest.raises(IncompatibleEmbeddingError, match="probe"):
         Task2VecSampler(StubSelector(), emb(meta=OTHER_META))
-    with pytest.raises(InvalidInputTypeError, match="task"):
+    with pytest.raises(InvalidInputTypeError, match="task") as info:
         Task2VecSampler(StubSelector(), (np.zeros((4, 8, 8)), np.array([0, 1, 0, 1])))
+    # the sampler has no embedder= parameter: the message says what it can do instead
+    assert "embedder=" not in str(info.value)
+    assert "embed the task first" in str(info.value) and "HybridSelector" in str(info.value)
+
+
+# ======================================================================== unknown candidates
+
+
+def test_sampler_interleaves_unknown_candidates_with_the_prior_of_the_known_ahead():
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0)
+    dist = CategoricalDistribution(NAMES + ["new1", "new2"])
+    with pytest.warns(UserWarning, match="new1"):
+        prior = s.prior_scores(dist)
+    # merged ranking a, new1, c, new2, b, d: new1 ties with a (known #1), new2 with c
+    assert prior == {"a": 0.90, "b": 0.80, "c": 0.85, "d": 0.60, "new1": 0.90, "new2": 0.85}
+    study = optuna.create_study(direction="maximize", sampler=s)
+    seen = []
+    for _ in range(6):
+        trial = study.ask()
+        ext = trial.suggest_categorical("extractor", list(dist.choices))
+        seen.append(ext)
+        study.tell(trial, {"a": 0.7, "b": 0.6, "c": 0.6, "d": 0.5, "new1": 0.95,
+                           "new2": 0.5}[ext])
+    assert "new1" in seen[:4]  # the unknown model is tried early, then its result counts
+    p = s.choice_probabilities(study, dist)
+    assert max(p, key=p.get) == "new1"
+
+
+def test_sampler_unknown_candidate_ties_with_the_current_leader_until_tried():
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(3):  # "a" (known #1, predicted 0.90) does far better than predicted
+        study.add_trial(cat_trial("a", 0.99, choices=NAMES + ["new"]))
+    dist = CategoricalDistribution(NAMES + ["new"])
+    with pytest.warns(UserWarning, match="new"):
+        p = s.choice_probabilities(study, dist)
+    assert p["new"] == pytest.approx(p["a"]) and p["new"] > 0.4  # not starved
+    for _ in range(6):  # "c" now leads (0.979 against 0.968): "new" ties with the leader
+        study.add_trial(cat_trial("c", 1.0, choices=NAMES + ["new"]))
+    p = s.choice_probabilities(study, dist)
+    assert p["new"] == pytest.approx(p["c"]) and p["new"] > 0.4
+    study.add_trial(cat_trial("new", 0.5, choices=NAMES + ["new"]))
+    p = s.choice_probabilities(study, dist)
+    assert p["new"] < 1e-6  # its own (poor) result counts
+
+
+def test_sampler_ignores_unknown_candidates_when_asked():
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, exploration=0, unknown="ignore")
+    with pytest.warns(UserWarning, match="ignored"):
+        assert list(s.prior_scores(CategoricalDistribution(NAMES + ["new"]))) == NAMES
+
+
+# ======================================================================== multi-objective
+
+
+def test_sampler_multi_objective_ranks_by_the_named_objective():
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, objective_index=0, exploration=0,
+                        base_sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=s)
+    latency = {"a": 9.0, "b": 1.0, "c": 3.0, "d": 0.5}
+
+    def objective(trial):
+        ext = trial.suggest_categorical("extractor", NAMES)
+        width = trial.suggest_int("width", 1, 4)
+        return {"a": 0.5, "b": 0.7, "c": 0.95, "d": 0.6}[ext], latency[ext] * width
+
+    study.optimize(objective, n_trials=12)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    p = s.choice_probabilities(study, CategoricalDistribution(NAMES))
+    assert max(p, key=p.get) == "c"  # the accuracy objective, not the latency
+    assert len(study.best_trials) >= 1  # the base sampler's Pareto front is there
+    # a transform of all values instead of objective_index
+    both = Task2VecSampler(StubSelector(), emb(), exploration=0,
+                           score_transform=lambda v: v[0] - 0.1 * v[1])
+    q = both.choice_probabilities(study, CategoricalDistribution(NAMES))
+    assert q["a"] < 1e-6  # accurate only at a latency cost the transform punishes
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), "2 objectives"),
+    (dict(objective_index=2), "objective_index=2 but the study has 2 objectives"),
+    (dict(objective_index=1), "minimises objective 1"),
+])
+def test_sampler_multi_objective_errors_say_how_to_name_the_score(kwargs, match):
+    s = Task2VecSampler(StubSelector(), emb(), seed=0, **kwargs)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=s)
+    with pytest.raises(InvalidParameterError, match=match):
+        study.optimize(lambda t: (0.5, float(len(t.suggest_categorical("extractor", NAMES)))),
+                       n_trials=1, catch=())
+    assert [t.state for t in study.trials] == [TrialState.FAIL]  # nothing else changed
+    # the other parameters are sampled whatever the directions
+    trial = study.ask()
+    assert 0.0 <= trial.suggest_float("C", 0.0, 1.0) <= 1.0

@@ -66,12 +66,20 @@ def test_warm_start_skips_extractors_already_run_and_runs_them_first():
     assert warm_start(study, emb(), StubSelector(), top_k=4) == [{"extractor": "d"}]
 
 
-def test_warm_start_choices_from_the_study_unknown_ignored_with_warning():
+def test_warm_start_choices_from_the_study_unknown_interleaved_with_warning():
     study = optuna.create_study(direction="maximize")
     study.add_trial(cat_trial("b", 0.5, choices=("b", "d", "zzz")))
-    with pytest.warns(UserWarning, match="zzz"):
+    with pytest.warns(UserWarning, match="zzz.*unknown to the selector.*second place"):
         out = warm_start(study, emb(), StubSelector(), top_k=3)
-    assert [p["extractor"] for p in out] == ["d"]  # b already run; zzz unknown
+    # merged ranking b, zzz, d: b already run; zzz (unknown) takes the 2nd place
+    assert [p["extractor"] for p in out] == ["zzz", "d"]
+    zzz = study.trials[1]
+    assert zzz.user_attrs == {"t2v_warm_start_rank": 1, "t2v_predicted_score": None}
+    ignoring = optuna.create_study(direction="maximize")
+    ignoring.add_trial(cat_trial("b", 0.5, choices=("b", "d", "zzz")))
+    with pytest.warns(UserWarning, match="ignored by the warm start"):
+        out = warm_start(ignoring, emb(), StubSelector(), top_k=3, unknown="ignore")
+    assert [p["extractor"] for p in out] == ["d"]  # b already run; zzz left out
     with pytest.raises(UnknownNameError, match="none of the choices"):
         warm_start(study, emb(), StubSelector(), choices=["x", "y"])
     with pytest.raises(InvalidInputTypeError):
@@ -246,7 +254,7 @@ def test_warm_start_names_the_extractor_parameter_the_study_uses(caplog):
     assert len(study.trials) == 1  # nothing enqueued
     with pytest.warns(UserWarning, match="zzz"):
         assert warm_start(study, emb(), StubSelector(), param="backbone") == \
-            [{"backbone": "d"}]
+            [{"backbone": "zzz"}, {"backbone": "d"}]
     # a Task2VecSampler that draws another parameter than the one warm_start fixes
     other = optuna.create_study(sampler=Task2VecSampler(StubSelector(), emb(),
                                                         param="backbone", seed=0))
