@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from t2v_automl._logging import logger, progress
+from t2v_automl._validation import check_int
 from t2v_automl.datasets import (
     ANIMAL_MNIST_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -56,7 +57,6 @@ from t2v_automl.datasets import (
     list_pools,
     load_pool,
 )
-from t2v_automl._validation import check_int
 from t2v_automl.exceptions import InvalidTaskError, UnknownNameError
 from t2v_automl.tasks import Task
 
@@ -495,7 +495,7 @@ def _specs(name: str, seed: int, pools: Sequence[str] | None, skip_missing: bool
 
 
 def _materialise(spec: _Spec, pool: Pool, suite: str, seed: int,
-                 shared: dict[str, tuple[Task, Task]]) -> SuiteTask:
+                 shared: dict[str, tuple[Task, Task, bytes]]) -> SuiteTask:
     def labels(idx: np.ndarray) -> np.ndarray:
         src = np.asarray(pool.class_names, dtype=object)[pool.labels[idx]]
         return np.asarray([spec.label_map[s] for s in src], dtype=str)
@@ -519,7 +519,10 @@ def _materialise(spec: _Spec, pool: Pool, suite: str, seed: int,
         "suite": suite,
         "seed": int(seed),
     }
+    key = spec.train_idx.tobytes() + b"|" + spec.test_idx.tobytes()
     base = shared.get(spec.image_pool)
+    if base is not None and base[2] != key:  # redrawn training splits differ per labelling
+        base = None
     tasks = []
     for split, idx, y in (("train", spec.train_idx, y_tr), ("test", spec.test_idx, y_te)):
         p = {**prov, "split": split}
@@ -532,7 +535,7 @@ def _materialise(spec: _Spec, pool: Pool, suite: str, seed: int,
             tasks.append(Task(images, codes.astype(np.int64), cls, tname, p))
     if base is None and spec.kind == "relabel":
         shared.clear()  # keep only the latest image pool's arrays
-        shared[spec.image_pool] = (tasks[0], tasks[1])
+        shared[spec.image_pool] = (tasks[0], tasks[1], key)
     return SuiteTask(spec.name, tasks[0], tasks[1], prov)
 
 
@@ -556,7 +559,7 @@ def iter_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
 
 def _iter_specs(specs: list[_Spec], loaded: dict[str, Pool], name: str, seed: int,
                 verbose: int | bool) -> Iterator[SuiteTask]:
-    shared: dict[str, tuple[Task, Task]] = {}
+    shared: dict[str, tuple[Task, Task, bytes]] = {}
     for spec in progress(specs, verbose=verbose, desc=f"building suite {name!r}",
                          total=len(specs)):
         yield _materialise(spec, loaded[spec.source], name, seed, shared)
