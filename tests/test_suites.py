@@ -11,7 +11,7 @@ import pytest
 
 from t2v_automl import suites
 from t2v_automl.datasets import CLIPART_ROOT, FASHION_MNIST_ROOT, DatasetNotFoundError
-from t2v_automl.exceptions import InvalidTaskError, UnknownNameError
+from t2v_automl.exceptions import InvalidParameterError, InvalidTaskError, UnknownNameError
 from t2v_automl.suites import SuiteTask, iter_suite, list_suites, make_suite
 from t2v_automl.tasks import Task
 
@@ -237,3 +237,30 @@ def test_pool_restriction_keeps_tasks(default_specs: tuple[list, dict]) -> None:
     full = [s for s in specs if s.source == "mnist"]
     assert [s.name for s in only] == [s.name for s in full]
     assert all(np.array_equal(a.train_idx, b.train_idx) for a, b in zip(only, full, strict=True))
+
+
+def test_train_per_class_redraws_only_the_training_split():
+    full = {t.name: t for t in make_suite("mini", 0)}
+    small = {t.name: t for t in make_suite("mini", 0, train_per_class=3)}
+    larger = {t.name: t for t in make_suite("mini", 0, train_per_class=6)}
+    for name, t in small.items():
+        assert t.test.fingerprint == full[name].test.fingerprint  # test split unchanged
+        assert np.array_equal(t.train.classes, full[name].train.classes)
+        assert t.provenance["label_function"] == full[name].provenance["label_function"]
+    sub = small["digits/subset/0-vs-6"]
+    assert sub.provenance["n_train_per_class"] == {"0": 3, "6": 3}
+    # nested draws: the 3 images per class are among the 6
+    a = {im.tobytes() for im in sub.train.images}
+    b = {im.tobytes() for im in larger["digits/subset/0-vs-6"].train.images}
+    assert a <= b
+    # relabellings: about n per task class, the same number from each source class
+    parity = small["digits/relabel-a/parity"]
+    assert parity.train.n_images == 10 and parity.provenance["n_train_per_source_class"] == 1
+    assert small["digits/relabel-a/digit"].train.n_images == 30
+    only = make_suite("mini", 0, tasks=["digits/relabel-a/parity"], train_per_class=3)
+    assert [t.name for t in only] == ["digits/relabel-a/parity"]
+    assert only[0].train.fingerprint == parity.train.fingerprint
+    with pytest.raises(UnknownNameError, match="no task"):
+        make_suite("mini", 0, tasks=["nope"])
+    with pytest.raises(InvalidParameterError):
+        make_suite("mini", 0, train_per_class=0)

@@ -104,7 +104,8 @@ def evidence_blend(transfer: Any, global_prior: Any, images_per_class: Any, *,
     """
     T = np.atleast_2d(np.asarray(transfer, dtype=np.float64))
     G = np.asarray(global_prior, dtype=np.float64)
-    G = np.broadcast_to(G, T.shape) if G.ndim == 1 else np.atleast_2d(G)
+    if G.ndim == 1 and G.shape[0] == T.shape[1]:
+        G = np.broadcast_to(G, T.shape)
     if G.shape != T.shape:
         raise InvalidInputTypeError(
             f"global_prior must have one value per extractor ({T.shape[1]}) or the shape "

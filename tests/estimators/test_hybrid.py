@@ -200,3 +200,70 @@ def test_default_screens_images_unlike_the_knowledge_base():
     transfer = ex.transfer_scores[0]
     assert np.isfinite(transfer).sum() >= 2
     assert np.argmax(scores[0]) == np.nanargmax(transfer)
+
+
+def test_evidence_weight_and_blend():
+    from t2v_automl.estimators import evidence_blend, evidence_weight, rank_standardise
+
+    assert np.allclose(evidence_weight([0, 10, 30], half=10), [0.0, 0.5, 0.75])
+    assert np.allclose(evidence_weight([5.0], half=0), [1.0])
+    with pytest.raises(InvalidInputTypeError, match="half"):
+        evidence_weight([5.0], half=-1)
+    # ranks: ties averaged, NaN lowest, standardised
+    r = rank_standardise(np.array([[3.0, 1.0, 1.0, np.nan]]))
+    assert r[0, 0] == r.max() and r[0, 3] == r.min() and r[0, 1] == r[0, 2]
+    assert abs(r.mean()) < 1e-12
+    transfer = np.array([[1.0, 100.0, 2.0], [1.0, 100.0, 2.0]])
+    prior = np.array([0.9, 0.5, 0.6])
+    mixed, w = evidence_blend(transfer, prior, [1.0, 1000.0], half=20.0)
+    assert np.argmax(mixed[0]) == 0  # one image per class: the best on average wins
+    assert np.argmax(mixed[1]) == 1  # a thousand: the task's own score wins
+    assert w[0] < 0.05 < 0.95 < w[1]
+    # the outlier value 100 counts as one rank, not as a hundred standard units
+    by_rank, _ = evidence_blend(transfer[:1], prior, [20.0], half=20.0)
+    by_value, _ = evidence_blend(transfer[:1], prior, [20.0], half=20.0, ranks=False)
+    assert by_rank[0, 1] < by_value[0, 1]
+    # a row without transferability scores stays undefined
+    none, _ = evidence_blend(np.full((1, 3), np.nan), prior, [5.0])
+    assert np.isnan(none).all()
+    with pytest.raises(InvalidInputTypeError, match="global_prior"):
+        evidence_blend(transfer, prior[:2], [1.0, 1.0])
+
+
+def test_hybrid_mixes_the_global_prior_into_novel_tasks(known, digits):
+    tasks, Y = known
+    new = [make_digit_task(digits, (4, 9), n_per_class=15, seed=9)]
+    Yb = Y.copy()
+    Yb["raw_pixels"], Yb["mnist_cnn"] = 0.9, 0.5  # raw_pixels best on every known task
+    old = _hybrid(novelty_center=-1e6, evidence_half=None).fit(tasks, Yb)
+    ex_old = old.explain(new)
+    assert ex_old.evidence_weight is None
+    # no evidence at all (a huge half): the global prior alone orders a novel task
+    prior_only = _hybrid(novelty_center=-1e6, evidence_half=1e9).fit(tasks, Yb)
+    ex = prior_only.explain(new)
+    assert np.allclose(prior_only.global_prior_, [0.9, 0.5])
+    assert np.array_equal(ex.global_prior, prior_only.global_prior_)
+    assert ex.evidence_weight[0] < 1e-6 and prior_only.select(new)[0] == "raw_pixels"
+    # evidence only (half 0): the transferability ranking, as before the blend
+    evidence_only = _hybrid(novelty_center=-1e6, evidence_half=0.0).fit(tasks, Yb)
+    assert evidence_only.select(new)[0] == old.select(new)[0]
+    assert evidence_only.explain(new).evidence_weight[0] == pytest.approx(1.0)
+    # 15 images per class: weight 15 / (15 + half)
+    mid = _hybrid(novelty_center=-1e6, evidence_half=15.0).fit(tasks, Yb)
+    assert mid.explain(new).evidence_weight[0] == pytest.approx(0.5)
+    with pytest.raises(InvalidParameterError):
+        _hybrid(evidence_half=-1.0).fit(tasks, Y)
+
+
+def test_prescreen_scores_only_the_best_on_average(known, digits):
+    tasks, Y = known
+    new = [make_digit_task(digits, (4, 9), n_per_class=15, seed=9)]
+    Yb = Y.copy()
+    Yb["raw_pixels"], Yb["mnist_cnn"] = 0.6, 0.8
+    hyb = _hybrid(novelty_center=-1e6, prescreen=1).fit(tasks, Yb)
+    ex = hyb.explain(new)
+    assert np.isfinite(ex.transfer_scores[0, 1]) and np.isnan(ex.transfer_scores[0, 0])
+    assert ex.transfer_seconds[0, 0] == 0.0
+    assert clone(hyb).get_params()["prescreen"] == 1
+    with pytest.raises(InvalidParameterError):
+        _hybrid(prescreen=0).fit(tasks, Y)
