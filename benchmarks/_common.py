@@ -594,6 +594,27 @@ def transfer_inputs(data: BenchData, suite: str, seed: int, input_size: int,
         f"({time.perf_counter() - t_start:.0f}s)")
 
 
+def task_inputs(data: BenchData, suite: str, seed: int,
+                log: Callable[[str], None] = print) -> None:
+    """Only the training splits of every task (``data.tasks``), rebuilt from the suite.
+
+    What :func:`transfer_inputs` does first, without any transferability score: for
+    ``selection.py --lazy-transfer``, where the hybrid computes LogME itself (on the shared
+    feature cache) for the tasks its gate sends to it.
+    """
+    from t2v_automl.suites import iter_suite
+
+    wanted = set(data.task_names)
+    t0 = time.perf_counter()
+    for st in iter_suite(suite, seed, tasks=sorted(wanted)):
+        data.tasks[st.name] = st.train
+    missing = sorted(wanted - set(data.tasks))
+    if missing:
+        raise RuntimeError(f"{len(missing)} knowledge-base task(s) not found in suite "
+                           f"{suite!r} seed {seed}: {missing[:3]}...")
+    log(f"rebuilt {len(data.tasks)} training splits ({time.perf_counter() - t0:.0f}s)")
+
+
 # ----------------------------------------------------------------------------- held-out draws
 def select_tasks(meta: Sequence[dict[str, Any]], n_subset: int, n_relabel: int,
                  seed: int = 0) -> list[str]:

@@ -137,6 +137,7 @@ from _common import (  # noqa: E402
     machine,
     md_table,
     ranking_metrics,
+    task_inputs,
     task_transferability,
     top3_hit,
     transfer_inputs,
@@ -352,8 +353,8 @@ class _TimedTransferability(TransferabilitySelector):
 
 def hybrid_predictor(metric: str = "hellinger", center: float = NOVELTY_CENTER,
                      steepness: float = NOVELTY_STEEPNESS, min_gate: float | None = None,
-                     domain_screen: float | None = None, use_screen: bool = True
-                     ) -> FoldPredictor:
+                     domain_screen: float | None = None, use_screen: bool = True,
+                     **extra: Any) -> FoldPredictor:
     """:class:`~t2v_automl.estimators.HybridSelector` itself, fitted on the known tasks.
 
     Per fold: ``HybridSelector.from_knowledge(kb.subset(known), transferability=
@@ -378,6 +379,7 @@ def hybrid_predictor(metric: str = "hellinger", center: float = NOVELTY_CENTER,
         params["domain_screen"] = None
     elif domain_screen is not None:
         params["domain_screen"] = float(domain_screen)
+    params.update(extra)  # further HybridSelector parameters (evidence_half...)
 
     def run(data: BenchData, known: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -552,12 +554,17 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
             out.append(Method(MEASURE_TITLES[m], "transferability",
                               by_fold(transfer_predictor(m)),
                               "train images, 64 px" + (", k=5" if m == "knn_accuracy" else "")))
-    if "logme" in data.transfer:
+    if "logme" in data.transfer or data.tasks:
         hd = HybridSelector().get_params()
         out.append(Method(DEFAULT_METHOD, "hybrid", by_fold(hybrid_predictor()),
                           f"k=3, hellinger; gate center {NOVELTY_CENTER}, steepness "
                           f"{NOVELTY_STEEPNESS}, min_gate {hd['min_gate']}, domain screen "
-                          f"{hd['domain_screen']}"))
+                          f"{hd['domain_screen']}, evidence_half {hd['evidence_half']}, "
+                          f"prescreen {hd['prescreen']}"))
+        out.append(Method("hybrid, no evidence blend (previous default)", "hybrid",
+                          by_fold(hybrid_predictor(evidence_half=None, prescreen=None)),
+                          "as the default, LogME alone on the transferability side "
+                          "(the default before issue 16)"))
         out += [Method(f"hybrid, gate center {c}", "hybrid", by_fold(hybrid_predictor(center=c)),
                        f"as the default, center {c} (sensitivity)") for c in HYBRID_CENTERS]
         out += [Method("hybrid, no domain screen", "hybrid",
@@ -907,6 +914,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-transfer", action="store_true",
                     help="skip meta-features and transferability scores (no suite rebuild)")
     ap.add_argument("--no-inner-cv", action="store_true")
+    ap.add_argument("--lazy-transfer", action="store_true",
+                    help="rebuild the tasks but precompute no transferability score: the "
+                         "hybrid rows compute LogME where their gate asks for it (on the "
+                         "shared feature cache); the transferability rows are left out")
     ap.add_argument("--methods", default=None, metavar="REGEX",
                     help="only the methods whose name matches (the references always run)")
     ap.add_argument("--n-jobs", type=int, default=1,
@@ -963,7 +974,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     threadpool_limits(1)  # selection times are CPU seconds of one thread
-    if not args.no_transfer or args.precompute_only:
+    if args.lazy_transfer:  # the tasks only: the hybrid rows compute what they need
+        task_inputs(data, str(settings.get("suite", "default")), int(settings.get("seed", 0)),
+                    log)
+    elif not args.no_transfer or args.precompute_only:
         size = args.input_size or int(settings.get("input_size", 64))
         transfer_inputs(data, str(settings.get("suite", "default")),
                         int(settings.get("seed", 0)), size, feature_memory(args.cache_dir),
