@@ -2,11 +2,12 @@
 
 The recipe (Achille et al., ICCV 2019): put a task's images through a fixed pre-trained
 probe, fit a new linear head on its penultimate features, then estimate the diagonal of
-the Fisher information of the probe's convolution weights
+the Fisher information of the probe's convolution and linear weights
 
     F = E_x E_{y ~ p(y|x)} [ (d log p(y|x) / dw)^2 ]
 
-and average it over the weights of each filter. This module computes it *per sample*:
+and average it over the weights of each filter (an output channel of a convolution, an
+output unit of a linear layer). This module computes it *per sample*:
 every image's own gradient is squared before averaging, so the result does not depend
 on the batch size (the reference implementation squares the gradient of a batch mean,
 which divides the Fisher by the batch size).
@@ -17,11 +18,26 @@ How it is fast
   the activations at the start of the measured layers (``skip_layers`` stages are never
   back-propagated through).
 * The weights never require gradients: autograd back-propagates activation gradients
-  only, and each convolution's per-sample weight gradient is formed in a backward hook
-  from its saved input and its output gradient — the work the ordinary weight gradient
-  would do anyway, without summing over the batch. Where a layer's spatial extent is
-  small, the per-filter squared norm is computed from Gram matrices instead ("ghost
-  norm"), which never materialises the per-sample gradient.
+  only, from the first measured layers on, and each layer's per-sample weight gradient
+  is formed in a backward hook from its saved input and its output gradient — the work
+  the ordinary weight gradient would do anyway, without summing over the batch. Where a
+  layer has few positions (pixels or tokens), the per-filter squared norm is computed from
+  Gram matrices instead ("ghost norm"), computed once a batch in the forward hook and
+  reused by every backward pass, which never materialises the per-sample gradient.
+
+What is measured
+----------------
+:func:`fisher_layers`: every ``Conv2d`` (dense, grouped, depthwise, pointwise; timm's
+``Conv2dSame``) and ``Linear`` in ``stages[skip_layers:]`` (a linear layer on
+``(n, ..., d)`` tokens has its per-sample gradient summed over the tokens before it is
+squared). Not measured: norm layers, embeddings (a ViT's class token and position
+embedding; its patch embedding is a convolution, measured when its stage is), layer
+scales, biases, the probe's pooling and classifier, and the linear layers of
+``nn.MultiheadAttention``, which calls their weights without running them (timm's
+attention runs its ``qkv`` and ``proj`` layers: measured). A weight-standardised
+convolution (timm's ``StdConv2d``) is measured with respect to the standardised weight.
+A layer that runs twice in one forward pass (shared weights) is refused; one that never
+runs is logged (its Fisher is 0).
 * Several label draws, or the exact expectation over labels, reuse one forward pass:
   the gradient of ``-log p(y|x)`` with respect to the logits is ``p - e_y``, so each
   draw is one backward pass from the logits. The exact expectation needs ``C - 1``
@@ -68,7 +84,8 @@ from t2v_automl.probes import Probe, resolve_device
 from t2v_automl.tasks import LazyImages
 
 __all__ = ["FisherConfig", "FisherResult", "compute_task2vec", "balanced_subsample",
-           "METHODS", "fisher_layers", "EXACT_WARN_CLASSES", "warn_slow_exact"]
+           "METHODS", "fisher_layers", "layer_filters", "EXACT_WARN_CLASSES",
+           "warn_slow_exact", "plain_forward_backward_seconds"]
 
 #: Fisher estimators. ``montecarlo``: labels drawn from the head's softmax (the paper's
 #: default); ``empirical``: the true labels; ``exact``: the expectation over all labels
@@ -157,14 +174,38 @@ def balanced_subsample(labels: np.ndarray, max_images: int | None, rng: np.rando
     return np.sort(idx)
 
 
-def fisher_layers(probe: Probe, skip_layers: int) -> list[tuple[str, nn.Conv2d]]:
-    """The convolutions whose Fisher is measured: all of them in ``stages[skip_layers:]``."""
+def fisher_layers(probe: Probe, skip_layers: int) -> list[tuple[str, nn.Module]]:
+    """The layers whose Fisher is measured: every ``Conv2d`` and ``Linear`` of
+    ``stages[skip_layers:]``, in module order.
+
+    Dense, grouped, depthwise and pointwise convolutions (timm's ``Conv2dSame`` too) and
+    linear layers on ``(n, d)`` or ``(n, ..., d)`` inputs (ViT and MLP blocks; the token
+    axes are summed over per sample) are measured exactly. Left out: everything else —
+    norm layers, embeddings (a ViT's class token and position embedding, not its patch
+    convolution), layer scales, biases — and the linear layers inside
+    ``nn.MultiheadAttention``, which calls their weights without running them (timm's
+    attention runs its ``qkv`` and ``proj`` layers, which are measured). The probe's
+    pooling and classifier are not stages and are never measured.
+
+    Returns
+    -------
+    list of (name, module)
+        Names as ``"stages.<i>.<path>"``.
+    """
     out = []
     for i in range(skip_layers, probe.n_stages):
+        inside_mha = {id(sub) for mha in probe.stages[i].modules()
+                      if isinstance(mha, nn.MultiheadAttention) for sub in mha.modules()}
         for name, mod in probe.stages[i].named_modules():
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, nn.Conv2d | nn.Linear) and id(mod) not in inside_mha:
                 out.append((f"stages.{i}.{name}" if name else f"stages.{i}", mod))
     return out
+
+
+def layer_filters(module: nn.Module) -> int:
+    """Filters of a measured layer: output channels of a convolution, output units of a
+    linear layer (one embedding value each)."""
+    return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -206,18 +247,27 @@ def _fit_head(feats: torch.Tensor, labels: torch.Tensor, n_classes: int, cfg: Fi
 
 
 class _PerSampleFisher:
-    """Backward hooks that accumulate per-sample, per-filter squared weight gradients."""
+    """Hooks that accumulate per-sample, per-filter squared weight gradients.
 
-    def __init__(self, layers: list[tuple[str, nn.Conv2d]], device: torch.device) -> None:
+    A forward hook on each measured layer keeps what its backward needs of the layer's
+    input — the Gram matrix where the ghost norm is cheaper (computed once, reused by all
+    the backward passes of the batch), else the input — and registers a tensor hook on
+    the output that forms the per-sample squares from it and the output gradient. A
+    measured layer whose output needs no gradient (the first ones after the skip point)
+    starts the graph there, so that nothing before it is back-propagated through.
+    """
+
+    def __init__(self, layers: list[tuple[str, nn.Module]], device: torch.device,
+                 passes: int = 1) -> None:
         self.layers = layers
-        self.sums = [torch.zeros(m.out_channels, dtype=torch.float64, device=device)
+        self.passes = passes
+        self.sums = [torch.zeros(layer_filters(m), dtype=torch.float64, device=device)
                      for _, m in layers]
+        self.calls = [0] * len(layers)
         self.weight = 1.0
         self._owner = threading.get_ident()
         self._handles: list[Any] = []
-        self._same_pad = []
-        for _, m in layers:
-            self._same_pad.append(type(m).__name__ == "Conv2dSame")
+        self._same_pad = [type(m).__name__ == "Conv2dSame" for _, m in layers]
 
     def __enter__(self) -> _PerSampleFisher:
         for i, (_, m) in enumerate(self.layers):
@@ -229,36 +279,43 @@ class _PerSampleFisher:
             h.remove()
         self._handles.clear()
 
+    def check_calls(self) -> None:
+        """Raise where a layer ran more than once in one forward pass (shared weights)."""
+        for (name, _), k in zip(self.layers, self.calls, strict=True):
+            if k > 1:
+                raise InvalidParameterError(
+                    f"layer {name} of the probe ran {k} times in one forward pass (its weights "
+                    "are shared), so its per-sample Fisher would not be exact; use a probe "
+                    "whose Conv2d/Linear layers each run once, or a skip_layers past it.")
+        self.calls = [0] * len(self.layers)
+
     def _make_hook(self, i: int):
-        def hook(mod: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+                 ) -> torch.Tensor | None:
             # another thread's pass through the shared probe is not ours to count
-            if not out.requires_grad or threading.get_ident() != self._owner:
-                return
-            x = inputs[0].detach()
+            if not torch.is_grad_enabled() or threading.get_ident() != self._owner:
+                return None
+            self.calls[i] += 1
+            new = None
+            if not out.requires_grad:  # the graph starts at this layer's output
+                new = out = out.detach().requires_grad_(True).clone()
+            saved = _save_input(mod, inputs[0].detach(), out.shape, self._same_pad[i],
+                                self.passes)
 
             def grad_hook(g: torch.Tensor) -> None:
                 with torch.no_grad():
-                    self.sums[i] += self.weight * _per_filter_sq(mod, x, g.detach(),
-                                                                 self._same_pad[i]).sum(0)
+                    self.sums[i] += self.weight * _per_filter_sq(mod, saved, g.detach()).sum(0)
 
             out.register_hook(grad_hook)
+            return new
 
         return hook
 
 
-def _per_filter_sq(m: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, same_pad: bool
-                   ) -> torch.Tensor:
-    """Per sample and output filter: mean over the filter's weights of the squared gradient.
-
-    Returns an ``(N, C_out)`` float64 tensor.
-    """
-    x = x.float()
-    g = g.float()
-    n, cout = g.shape[0], g.shape[1]
+def _conv_input(m: nn.Conv2d, x: torch.Tensor, same_pad: bool
+                ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A convolution's input (padded for timm's ``Conv2dSame``) and its padding."""
     kh, kw = m.kernel_size
-    groups = m.groups
-    cin = x.shape[1]
-    per_filter = (cin // groups) * kh * kw
     if same_pad:
         from timm.layers.padding import pad_same
 
@@ -269,47 +326,108 @@ def _per_filter_sq(m: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, same_pad: boo
     if isinstance(padding, str):  # "same"/"valid" string padding (odd kernels)
         padding = tuple((d * (k - 1)) // 2 for d, k in zip(m.dilation, m.kernel_size, strict=True)
                         ) if padding == "same" else (0, 0)
-    padding = tuple(padding)
-    ho, wo = g.shape[2], g.shape[3]
+    return x, tuple(padding)
+
+
+def _ghost_cheaper(L: int, d: int, cout: int, passes: int = 1) -> bool:
+    """Whether the ghost norm costs less than forming the per-sample gradient.
+
+    For ``L`` positions (tokens), ``D`` weights a filter and ``passes`` backward passes a
+    batch: the Gram matrix once (``L²·D``) and ``L²·C_out`` a pass, against ``L·D·C_out``
+    a pass. One pass gives the rule ``L²(D + C_out) < L·D·C_out``.
+    """
+    return L * L * (d + passes * cout) < passes * L * d * cout
+
+
+def _save_input(m: nn.Module, x: torch.Tensor, out_shape: torch.Size, same_pad: bool,
+                passes: int = 1) -> tuple[str, Any]:
+    """What the backward hook of layer ``m`` needs of its input ``x``, by the method used.
+
+    ``("gram", G)``: the ghost norm, ``G`` the per-sample Gram matrix of the input
+    patches (``(N, L, L)``), where :func:`_ghost_cheaper` says so;
+    ``("depthwise", (x, padding))``, ``("dense", (x, padding))``: the convolution tricks;
+    ``("patches", u)``: the input patches ``(N, D, L)`` (pointwise and grouped
+    convolutions); ``("token_gram", G)``, ``("tokens", t)``: the same for a linear layer,
+    its input as ``(N, L, D)`` tokens (one token for an ``(N, D)`` input).
+    """
+    x = x.float()
+    n = x.shape[0]
+    if isinstance(m, nn.Linear):
+        t = x.reshape(n, -1, x.shape[-1])  # (N, L, D): tokens
+        if _ghost_cheaper(t.shape[1], t.shape[2], m.out_features, passes):
+            return "token_gram", torch.bmm(t, t.transpose(1, 2))  # (N, L, L)
+        return "tokens", t
+    assert isinstance(m, nn.Conv2d)
+    x, padding = _conv_input(m, x, same_pad)
+    kh, kw = m.kernel_size
+    cin, cout, groups = x.shape[1], m.out_channels, m.groups
+    ho, wo = out_shape[2], out_shape[3]
     L = ho * wo
-    pointwise = (kh, kw) == (1, 1) and tuple(padding) == (0, 0)
+    pointwise = (kh, kw) == (1, 1) and padding == (0, 0)
     if groups == cin == cout and not pointwise:
-        # depthwise: one grouped convolution of each channel with its own output gradient
-        h, w = x.shape[2], x.shape[3]
-        r = F.conv2d(x.reshape(1, n * cin, h, w), g.reshape(n * cout, 1, ho, wo),
-                     padding=padding, dilation=m.stride, stride=m.dilation, groups=n * cin)
-        sq = r[0, :, :kh, :kw].reshape(n, cout, kh * kw).pow(2).sum(-1)
-        return sq.double() / per_filter
+        return "depthwise", (x, padding)
     if pointwise:
         sx = x[:, :, :: m.stride[0], :: m.stride[1]][:, :, :ho, :wo]
         u = sx.reshape(n, cin, L)  # (N, D, L) with D = cin
     else:
         u = None
-    gg = g.reshape(n, cout, L)
-    if groups == 1:
-        d = cin * kh * kw
-        ghost_cost = L * L * (d + cout)
-        direct_cost = L * d * cout
-        if ghost_cost < direct_cost:
-            if u is None:
-                u = F.unfold(x, (kh, kw), dilation=m.dilation, padding=padding, stride=m.stride)
-            gram = torch.bmm(u.transpose(1, 2), u)  # (N, L, L)
-            sq = (torch.bmm(gg, gram) * gg).sum(-1)  # (N, cout)
-        elif u is not None:
-            sq = torch.bmm(gg, u.transpose(1, 2)).pow(2).sum(-1)  # (N, cout, cin) -> (N, cout)
-        else:
-            # batch axis = input channels, groups = samples: (cin, N*cout, kh, kw)
-            h, w = x.shape[2], x.shape[3]
-            r = F.conv2d(x.transpose(0, 1), g.reshape(n * cout, 1, ho, wo), padding=padding,
-                         dilation=m.stride, stride=m.dilation, groups=n)
-            sq = r[:, :, :kh, :kw].pow(2).sum((0, 2, 3)).reshape(n, cout)
-    else:
+    d = cin * kh * kw
+    if groups == 1 and _ghost_cheaper(L, d, cout, passes):
         if u is None:
             u = F.unfold(x, (kh, kw), dilation=m.dilation, padding=padding, stride=m.stride)
-        dg = u.shape[1] // groups
-        og = cout // groups
-        ug = u.reshape(n, groups, dg, L)
-        ggg = gg.reshape(n, groups, og, L)
+        return "gram", torch.bmm(u.transpose(1, 2), u)  # (N, L, L)
+    if groups == 1 and u is None:
+        return "dense", (x, padding)
+    if u is None:
+        u = F.unfold(x, (kh, kw), dilation=m.dilation, padding=padding, stride=m.stride)
+    return "patches", u
+
+
+def _per_filter_sq(m: nn.Module, saved: tuple[str, Any], g: torch.Tensor) -> torch.Tensor:
+    """Per sample and output filter: mean over the filter's weights of the squared gradient.
+
+    ``saved`` is :func:`_save_input`'s; ``g`` the gradient of the layer's output. A
+    filter is an output channel of a convolution, an output unit of a linear layer; a
+    linear layer's per-sample gradient is summed over its tokens before squaring.
+
+    Returns an ``(N, C_out)`` float64 tensor.
+    """
+    kind, data = saved
+    g = g.float()
+    n = g.shape[0]
+    if isinstance(m, nn.Linear):
+        gt = g.reshape(n, -1, g.shape[-1])  # (N, L, C_out), contiguous
+        if kind == "token_gram":  # sum over tokens l, l' of g_l G_ll' g_l'
+            sq = (torch.bmm(data, gt) * gt).sum(1)
+        else:  # the per-sample gradient (N, C_out, D), summed over tokens
+            sq = torch.bmm(gt.transpose(1, 2), data).pow(2).sum(-1)
+        return sq.double() / m.in_features
+    gg = g.reshape(n, g.shape[1], -1)
+    per_filter = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    cout = gg.shape[1]
+    if kind == "gram":
+        sq = (torch.bmm(gg, data) * gg).sum(-1)  # (N, cout)
+    elif kind in ("depthwise", "dense"):
+        x, padding = data
+        kh, kw = m.kernel_size
+        cin, h, w = x.shape[1], x.shape[2], x.shape[3]
+        ho, wo = g.shape[2], g.shape[3]
+        if kind == "depthwise":
+            # one grouped convolution of each channel with its own output gradient
+            r = F.conv2d(x.reshape(1, n * cin, h, w), g.reshape(n * cout, 1, ho, wo),
+                         padding=padding, dilation=m.stride, stride=m.dilation, groups=n * cin)
+            sq = r[0, :, :kh, :kw].reshape(n, cout, kh * kw).pow(2).sum(-1)
+            return sq.double() / per_filter
+        # batch axis = input channels, groups = samples: (cin, N*cout, kh, kw)
+        r = F.conv2d(x.transpose(0, 1), g.reshape(n * cout, 1, ho, wo), padding=padding,
+                     dilation=m.stride, stride=m.dilation, groups=n)
+        sq = r[:, :, :kh, :kw].pow(2).sum((0, 2, 3)).reshape(n, cout)
+    elif m.groups == 1:
+        sq = torch.bmm(gg, data.transpose(1, 2)).pow(2).sum(-1)  # (N, cout, D) -> (N, cout)
+    else:
+        groups, L = m.groups, gg.shape[2]
+        ug = data.reshape(n, groups, data.shape[1] // groups, L)
+        ggg = gg.reshape(n, groups, cout // groups, L)
         per = torch.einsum("ngol,ngdl->ngod", ggg, ug)
         sq = per.pow(2).sum(-1).reshape(n, cout)
     return sq.double() / per_filter
@@ -400,6 +518,12 @@ def warn_slow_exact(n_classes: int, n_images: int, batch_size: int, *,
 def _check_config(probe: Probe, cfg: FisherConfig) -> None:
     if cfg.method not in METHODS:
         raise InvalidTaskError(f"unknown method {cfg.method!r}; expected one of {METHODS}.")
+    if not probe.resizable and cfg.image_size != probe.input_size:
+        raise InvalidTaskError(
+            f"image_size={cfg.image_size} does not fit probe {probe.name!r}: it takes only "
+            f"{probe.input_size} px images (a fixed position embedding). Set image_size="
+            f"{probe.input_size}, or use a probe made for that size."
+        )
     if cfg.image_size < probe.min_input_size:
         raise InvalidTaskError(
             f"image_size={cfg.image_size} is too small for probe {probe.name!r}: it needs at "
@@ -413,6 +537,10 @@ def _check_config(probe: Probe, cfg: FisherConfig) -> None:
         )
     if cfg.label_samples < 1:
         raise InvalidTaskError(f"label_samples must be >= 1; got {cfg.label_samples}.")
+    if cfg.method not in ("domain", "label_stat") and not fisher_layers(probe, cfg.skip_layers):
+        raise InvalidTaskError(
+            f"probe {probe.name!r} has no Conv2d or Linear layer in stages[{cfg.skip_layers}:] "
+            "to measure the Fisher of; lower skip_layers.")
     if not any(cfg.amp is m or (isinstance(m, str) and cfg.amp == m) for m in AMP_MODES):
         raise InvalidParameterError(
             f"amp must be False, True, 'bf16' or 'fp16'; got {cfg.amp!r}.")
@@ -548,7 +676,9 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
     # 3. the Fisher, one batch at a time
     t2 = time.perf_counter()
     layers = fisher_layers(probe, cfg.skip_layers)
-    acc = _PerSampleFisher(layers, dev)
+    passes = {"montecarlo": cfg.label_samples, "empirical": 1}.get(cfg.method, n_classes - 1)
+    acc = _PerSampleFisher(layers, dev, passes)
+    ran = [False] * len(layers)
     eye = torch.eye(n_classes, device=dev, dtype=torch.float64)
     with acc, torch.enable_grad():
         for bi, sl in enumerate(progress(batches, verbose=verbose, desc="Fisher")):
@@ -560,9 +690,11 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
                 with torch.no_grad(), _autocast(dev, cfg.amp):
                     a = probe.run_stages(_input_batch(probe, images, idx[sl], cfg, dev), 0,
                                          cfg.skip_layers)
-            a = a.detach().requires_grad_(True)
+            # no gradient is asked of ``a``: the graph starts at the measured layers
             with _autocast(dev, cfg.amp):
-                logits = head(probe.pool(probe.run_stages(a, cfg.skip_layers)).float())
+                logits = head(probe.pool(probe.run_stages(a.detach(), cfg.skip_layers)).float())
+            ran = [r or k > 0 for r, k in zip(ran, acc.calls, strict=True)]
+            acc.check_calls()
             p = torch.softmax(logits.detach().double(), dim=1)
             yb = y[sl]
             grads: list[tuple[torch.Tensor, float]] = []
@@ -581,10 +713,14 @@ def compute_task2vec(probe: Probe, images: np.ndarray | LazyImages, labels: np.n
             del a, logits, grads
     vals = torch.cat(acc.sums) / n
     timings["fisher"] = time.perf_counter() - t2
+    idle = [nm for (nm, _), r in zip(layers, ran, strict=True) if not r]
+    if idle:
+        logger.warning("task2vec: probe %r: layers %s never ran in its forward pass (their "
+                       "weights are used another way); their Fisher is 0", probe.name, idle)
     logger.debug("task2vec: %d images, %d layers on %s, timings %s", n, len(layers), dev,
                  timings)
     return FisherResult(vals.cpu().numpy(), [nm for nm, _ in layers],
-                        [m.out_channels for _, m in layers], n, train_acc, timings)
+                        [layer_filters(m) for _, m in layers], n, train_acc, timings)
 
 
 def plain_forward_backward_seconds(probe: Probe, images: np.ndarray | LazyImages,
@@ -594,7 +730,8 @@ def plain_forward_backward_seconds(probe: Probe, images: np.ndarray | LazyImages
                                    ) -> float:
     """Wall time of one plain forward+backward pass over ``images`` (the physical floor).
 
-    A copy of the probe's stages is made so that the probe itself keeps frozen weights.
+    A copy of the probe (stages, pooling, network) is made so that the probe itself keeps
+    frozen weights.
     The weights require gradients, as in training; ``amp`` and ``channels_last`` act as
     in :class:`FisherConfig`, so that the floor is measured like the embedding. On CUDA
     the clock is read after synchronising the device.
@@ -620,7 +757,10 @@ def plain_forward_backward_seconds(probe: Probe, images: np.ndarray | LazyImages
     cfg = FisherConfig(image_size=int(image_size), batch_size=int(batch_size), amp=amp,
                        channels_last=channels_last)
     dev = _task_device(probe, device)
-    stages = copy.deepcopy(probe.stages).requires_grad_(True)
+    twin = copy.deepcopy(probe)
+    for part in (twin.stages, twin.pooling, twin.network):
+        if part is not None:
+            part.requires_grad_(True)
     head = nn.Linear(probe.feature_dim, 10).to(dev)
     rows = np.arange(len(images))
     if dev.type == "cuda":
@@ -629,9 +769,7 @@ def plain_forward_backward_seconds(probe: Probe, images: np.ndarray | LazyImages
     for sl in _batches(rows.shape[0], batch_size):
         xb = _input_batch(probe, images, rows[sl], cfg, dev)
         with _autocast(dev, amp):
-            for s in stages:
-                xb = s(xb)
-            loss = head(xb.float().mean(dim=(2, 3))).logsumexp(1).sum()
+            loss = head(twin.pool(twin.run_stages(xb)).float()).logsumexp(1).sum()
         loss.backward()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

@@ -1,10 +1,11 @@
 """Probe networks: pre-trained architectures with offline weights and their preprocessing.
 
-A probe is named by a registry string everywhere (estimators take the string, never an
-``nn.Module``). :func:`get_probe` returns a :class:`Probe`: the network cut into
-sequential *stages* (whose pooled output is the penultimate feature vector), its
-original classifier where it has one, its preprocessing and its identity (name + sha256
-of the weight file).
+A probe is named by a string (a registered name or a name scheme), or given as a
+``torch.nn.Module``. :func:`get_probe` returns a :class:`Probe`: the network cut into
+sequential *stages*, the pooling that turns the last stage's output into the penultimate
+feature vector (global average pooling, or the model's own, e.g. a ViT's class token),
+its original classifier where it has one, its preprocessing and its identity (name +
+sha256 of the weight file, or of the state dict).
 
 Weights never come from the network. Where a weight file is missing,
 :class:`~t2v_automl.exceptions.WeightsNotFoundError` names the package to install or the
@@ -23,16 +24,29 @@ Names
     any registered architecture with a user checkpoint (a state dict).
 ``tiny_random``
     a tiny randomly initialised CNN (fixed seed) for fast tests; it is *not* pre-trained.
+``"timm:<name>"``, ``"torchvision:<name>[.<WEIGHTS>]"``, ``"<arch>@<path>"`` of theirs
+    :func:`t2v_automl.models.load_backbone`'s weights and preprocessing, cut as a module.
+a ``torch.nn.Module``
+    deep-copied (the caller's object is never frozen). A timm or torchvision classifier is
+    cut at its top-level blocks (the elements of its ``blocks``/``stages``/``layers``/
+    ``features``/``layerN`` children; a ViT's embedding is the first stage) and pooled by
+    its own pre-logits head (timm) or global average pooling, checked to reproduce the
+    model's own features on a random batch. Any other module is one stage returning
+    ``(n, d)`` features (``skip_layers`` 0). Preprocessing: timm's ``pretrained_cfg``,
+    else ImageNet's; a ViT with a fixed position embedding takes only its own size.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.util
 import os
+import re
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +74,7 @@ __all__ = [
     "register_probe",
     "resolve_device",
     "file_sha256",
+    "state_sha256",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -199,9 +214,10 @@ class Probe:
     Attributes
     ----------
     name : str
-        Registry name (``"arch@path"`` for user checkpoints).
+        Registry name (``"arch@path"`` for user checkpoints, the scheme name, or
+        ``"module:<class>"`` for a module object).
     stages : nn.ModuleList
-        Sequential stages; ``features(x)`` is the global average pool of the last stage.
+        Sequential stages; ``features(x)`` is :meth:`pool` of the last stage's output.
     classifier : nn.Module or None
         The network's own source-task head (e.g. the ImageNet classifier), if it has one.
     input_size : int
@@ -211,8 +227,20 @@ class Probe:
     mean, std : tuple of float
         Per-channel normalisation applied after scaling images to [0, 1].
     weights_sha256 : str
-        sha256 of the weight file (for ``tiny_random``: of its deterministic state dict).
+        sha256 of the weight file (for ``tiny_random`` and module objects: of the state
+        dict).
     weights_path : str or None
+    pretrained : bool
+    default_skip_layers : int
+        Leading stages left out of the Fisher when ``skip_layers`` is None.
+    pooling : nn.Module or None
+        Maps the last stage's output to ``(n, d)`` features; None is global average
+        pooling of an ``(n, C, H, W)`` output.
+    network : nn.Module or None
+        The whole underlying model the stages were cut from (frozen too), if any.
+    resizable : bool
+        False where the network takes only ``input_size`` px (a ViT with a fixed position
+        embedding).
     """
 
     name: str
@@ -226,6 +254,9 @@ class Probe:
     weights_path: str | None = None
     pretrained: bool = True
     default_skip_layers: int = 0
+    pooling: nn.Module | None = None
+    network: nn.Module | None = None
+    resizable: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -240,9 +271,9 @@ class Probe:
     @functools.cached_property
     def feature_dim(self) -> int:
         """Dimension of the pooled penultimate features."""
+        size = self.min_input_size * 2 if self.resizable else self.input_size
         with torch.no_grad():
-            x = torch.zeros(1, 3, self.min_input_size * 2, self.min_input_size * 2,
-                            device=self.device)
+            x = torch.zeros(1, 3, size, size, device=self.device)
             return int(self.features(x).shape[1])
 
     def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
@@ -261,10 +292,11 @@ class Probe:
             x = stage(x)
         return x
 
-    @staticmethod
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        """Global average pool ``(n, C, H, W) -> (n, C)``."""
-        return x.mean(dim=(2, 3))
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output as ``(n, d)`` features (global average pool by default)."""
+        if self.pooling is None:
+            return x.mean(dim=(2, 3))
+        return self.pooling(x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features of preprocessed images."""
@@ -453,11 +485,17 @@ def _build_tiny(weights: str | None):
         torch.random.set_rng_state(gen_state)
     if weights is not None:
         strict_load(stages, load_state_dict(weights), weights)
+    return stages, classifier, weights, state_sha256(stages)
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict: each key and the raw bytes of its tensor, in order
+    (any dtype)."""
     h = hashlib.sha256()
-    for k, v in stages.state_dict().items():
+    for k, v in module.state_dict().items():
         h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return stages, classifier, weights, h.hexdigest()
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 register_probe(ProbeSpec("mobilenet_v2", _build_mobilenet_v2, 224, 32, IMAGENET_MEAN,
@@ -486,8 +524,11 @@ def _split_name(name: str) -> tuple[str, str | None]:
     arch, sep, path = name.partition("@")
     if arch not in _REGISTRY:
         raise UnknownNameError(
-            f"unknown probe {arch!r}; known probes: {', '.join(list_probes())} "
-            "(or '<arch>@/path/to/weights.pth' for a checkpoint of one of them)."
+            f"unknown probe {arch!r}; known probes: {', '.join(list_probes())}. A probe is "
+            "one of them, 'timm:<name>', 'torchvision:<name>[.<WEIGHTS>]', "
+            "'<arch>@/path/to/weights.pth' (a registered, timm or torchvision architecture; "
+            "timm.list_models() and torchvision.models.list_models() list them) or a "
+            "torch.nn.Module."
         )
     if sep and not path:
         raise UnknownNameError(f"probe name {name!r} has '@' but no weight file after it.")
@@ -515,33 +556,252 @@ def _load(name: str, device: str) -> Probe:
                  default_skip_layers=spec.default_skip_layers)
 
 
-def get_probe(name: str, device: str | torch.device | None = "cpu") -> Probe:
-    """Load a probe by registry name.
+# ------------------------------------------------------------------- any network as a probe
+#: Children that start a network's head (pooling, classifier): the body before the first.
+_HEAD_NAMES = frozenset({"global_pool", "avgpool", "head", "fc", "classifier", "head_drop",
+                         "fc_norm", "attn_pool", "pre_logits", "flatten", "head_dist"})
+#: Children whose elements are the network's blocks, one stage each.
+_BLOCK_LISTS = re.compile(r"blocks|stages|layers|features|layer\d+")
+_MODULE_PROBES: OrderedDict[tuple[int, str, str], Probe] = OrderedDict()
+_MODULE_LOCK = threading.Lock()
+
+
+class _TimmHead(nn.Module):
+    """A timm model's pooled pre-logits features: ``forward_head(x, pre_logits=True)``."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self._net = (network,)  # a tuple: not a submodule, its layers stay in the stages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._net[0].forward_head(x, pre_logits=True)
+
+    def whole(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's own features of images (``forward_features``, then this head)."""
+        return self(self._net[0].forward_features(images))
+
+
+class _ViTEmbed(nn.Module):
+    """A timm ViT's patch embedding, position embedding and pre-norm: its first stage."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.patch_embed = network.patch_embed
+        self.patch_drop = network.patch_drop
+        self.norm_pre = network.norm_pre
+        self._net = (network,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_pre(self.patch_drop(self._net[0]._pos_embed(self.patch_embed(x))))
+
+
+def _cut(network: nn.Module) -> tuple[list[nn.Module], nn.Module | None] | None:
+    """Stages and pooling of a timm or torchvision classifier; None where none is known.
+
+    The body is every child before the first head child (:data:`_HEAD_NAMES`), the
+    elements of block lists (:data:`_BLOCK_LISTS`) spread out; each unit holding a
+    convolution or a linear layer starts a stage, the others (norms, activations, pooling)
+    join the stage before. A timm ViT's first unit is its embedding (:class:`_ViTEmbed`).
+    """
+    timm_like = callable(getattr(network, "forward_head", None)) and \
+        callable(getattr(network, "forward_features", None))
+    units: list[nn.Module] = []
+    if timm_like and all(hasattr(network, a) for a in ("_pos_embed", "patch_embed", "blocks",
+                                                        "patch_drop", "norm_pre", "norm")):
+        units = [_ViTEmbed(network), *network.blocks, network.norm]
+    else:
+        for name, child in network.named_children():
+            if name in _HEAD_NAMES:
+                break
+            if _BLOCK_LISTS.fullmatch(name) and isinstance(child, nn.Sequential | nn.ModuleList):
+                units.extend(child)
+            else:
+                units.append(child)
+        else:
+            return None
+    groups: list[list[nn.Module]] = []
+    for unit in units:
+        if not groups or any(isinstance(m, nn.Conv2d | nn.Linear) for m in unit.modules()):
+            groups.append([unit])
+        else:
+            groups[-1].append(unit)
+    stages = [g[0] if len(g) == 1 else nn.Sequential(*g) for g in groups]
+    return stages, (_TimmHead(network) if timm_like else None)
+
+
+def _stage_strides(stages: list[nn.Module], pooling: nn.Module | None, size: int,
+                   device: str) -> tuple[torch.Tensor, list[int]]:
+    """Features of a fixed random batch through the stages, and each stage's output stride
+    (0 where the output is not an ``(n, C, H, W)`` map: tokens)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, size, size, generator=gen).to(device)
+    strides = []
+    with torch.no_grad():
+        h = x
+        for stage in stages:
+            h = stage(h)
+            strides.append(size // h.shape[-1] if h.dim() == 4 else 0)
+        feats = pooling(h) if pooling is not None else h.mean(dim=(2, 3))
+    return feats, strides
+
+
+def _default_skip(strides: list[int]) -> int:
+    """Leading stages up to and including the first whose output has stride 8 or more (or
+    is a token sequence): the early high-resolution stages, as the registered probes skip."""
+    for i, st in enumerate(strides[:-1]):
+        if st == 0 or st >= 8:
+            return i + 1
+    return 0
+
+
+def _as_probe(name: str, network: nn.Module, features: nn.Module | None, *,
+              classifier: nn.Module | None, input_size: int, min_input_size: int,
+              mean: tuple[float, ...], std: tuple[float, ...], resizable: bool, digest: str,
+              weights_path: str | None, pretrained: bool, device: str) -> Probe:
+    """Cut a frozen network on ``device`` into a :class:`Probe`.
+
+    ``features`` (a module returning ``(n, d)`` pre-logits features; None: the network's
+    own) is the reference the cut must reproduce; where it does not, or no cut is known,
+    ``features`` (else the network) is the one stage.
+    """
+    size = input_size if not resizable else min(input_size, max(64, min_input_size))
+    cut = _cut(network)
+    reference: Any = features
+    if reference is None and cut is not None and isinstance(cut[1], _TimmHead):
+        reference = cut[1].whole
+    stages: list[nn.Module] | None = None
+    strides: list[int] = []
+    if cut is not None:
+        try:
+            got, strides = _stage_strides(cut[0], cut[1], size, device)
+            want = None if reference is None else reference(
+                torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+                .to(device))
+        except (RuntimeError, ValueError, TypeError, AttributeError) as err:
+            logger.info("probe %s: cutting it into stages failed (%s)", name, err)
+        else:
+            if want is None or (got.shape == want.shape and torch.allclose(
+                    got, want, rtol=1e-3, atol=1e-5 * float(want.abs().max()) + 1e-12)):
+                stages, pooling = cut
+    if stages is None:
+        whole = features if features is not None else network
+        stages, pooling, strides = [whole], nn.Identity(), [0]
+        logger.info("probe %s: used as one stage (no cut into blocks reproduces its features)",
+                    name)
+        try:
+            with torch.no_grad():
+                out = whole(torch.zeros(2, 3, size, size, device=device))
+        except Exception as err:  # noqa: BLE001 - any failure of the user's module
+            raise InvalidParameterError(
+                f"probe {name}: the network fails on a batch of 2 RGB images of {size} px "
+                f"({type(err).__name__}: {err}). A probe module takes (n, 3, H, W) float "
+                "images and returns (n, d) features; pass such a module or a timm / "
+                "torchvision classifier."
+            ) from None
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2 \
+                or not bool(torch.isfinite(out).all()):
+            got = (("non-finite values" if out.dim() == 2 and out.shape[0] == 2 else
+                    tuple(out.shape)) if isinstance(out, torch.Tensor) else type(out).__name__)
+            raise InvalidParameterError(
+                f"probe {name}: the network returns {got} for 2 images; expected finite "
+                "(2, d) features. Pass a module that returns pooled (n, d) features, or a "
+                "timm / torchvision classifier (cut into stages and pooled by its own head)."
+            )
+    return Probe(name=name, stages=nn.ModuleList(stages), classifier=classifier,
+                 input_size=input_size, min_input_size=min_input_size,
+                 mean=tuple(mean), std=tuple(std),  # type: ignore[arg-type]
+                 weights_sha256=digest, weights_path=weights_path, pretrained=pretrained,
+                 default_skip_layers=_default_skip(strides), pooling=pooling,
+                 network=network, resizable=resizable)
+
+
+def _module_preprocessing(network: nn.Module) -> dict[str, Any]:
+    """Input size and normalisation of a module object: timm's ``pretrained_cfg``, else
+    ImageNet's at 224 px; a ViT whose patch embedding checks the size takes only its own."""
+    cfg = getattr(network, "pretrained_cfg", None) or {}
+    mean = tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(float(v) for v in cfg.get("std", IMAGENET_STD))
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    patch = getattr(network, "patch_embed", None)
+    fixed = getattr(patch, "strict_img_size", False) and not getattr(network,
+                                                                    "dynamic_img_size", False)
+    size = int(patch.img_size[0]) if fixed else size  # type: ignore[union-attr]
+    return {"input_size": size, "min_input_size": size if fixed else 32, "mean": mean,
+            "std": std, "resizable": not fixed}
+
+
+def _module_probe(module: nn.Module, device: str) -> Probe:
+    """A deep copy of ``module``, frozen on ``device``, as a probe (cached per object+state)."""
+    digest = state_sha256(module)
+    key = (id(module), digest, device)
+    with _MODULE_LOCK:
+        if key in _MODULE_PROBES:
+            _MODULE_PROBES.move_to_end(key)
+            return _MODULE_PROBES[key]
+    network = copy.deepcopy(module).eval().requires_grad_(False).to(device)
+    classifier = None
+    if callable(getattr(network, "get_classifier", None)):
+        classifier = network.get_classifier()
+    elif isinstance(getattr(network, "fc", None), nn.Linear):
+        classifier = network.fc
+    elif isinstance(getattr(network, "classifier", None), nn.Module):
+        classifier = network.classifier
+    probe = _as_probe(f"module:{type(module).__name__}", network, None, classifier=classifier,
+                      digest=digest, weights_path=None, pretrained=False, device=device,
+                      **_module_preprocessing(network))
+    with _MODULE_LOCK:
+        _MODULE_PROBES[key] = probe
+        while len(_MODULE_PROBES) > 8:
+            _MODULE_PROBES.popitem(last=False)
+    return probe
+
+
+@functools.lru_cache(maxsize=8)
+def _scheme_probe(name: str, device: str) -> Probe:
+    """A probe named by a :mod:`t2v_automl.models` scheme (``timm:``, ``torchvision:``...)."""
+    from t2v_automl import models
+
+    bb = models.load_backbone(name, device=device)  # frozen, in eval mode, on the device
+    pre = bb.preprocessing
+    return _as_probe(name, bb.network, bb.module, classifier=bb.classifier,
+                     input_size=int(pre.input_size), min_input_size=int(pre.min_input_size),
+                     mean=tuple(pre.mean), std=tuple(pre.std), resizable=bool(pre.resizable),
+                     digest=bb.weights_sha256, weights_path=bb.weights_path,
+                     pretrained=bb.weights_path is not None, device=device)
+
+
+def get_probe(name: str | nn.Module, device: str | torch.device | None = "cpu") -> Probe:
+    """Load a probe by name, or make one of a module.
 
     Parameters
     ----------
-    name : str
-        One of :func:`list_probes`, or ``"<arch>@/path/to/weights.pth"``.
+    name : str or torch.nn.Module
+        One of :func:`list_probes`, ``"<arch>@/path/to/weights.pth"``, a
+        :mod:`t2v_automl.models` name (``"timm:convnext_atto"``,
+        ``"torchvision:resnet18.IMAGENET1K_V1"``...), or a module (a timm or torchvision
+        classifier, or any module returning ``(n, d)`` features; see the module notes).
     device : str or torch.device, default="cpu"
         ``"auto"`` picks CUDA when available.
 
     Returns
     -------
     Probe
-        Shared and read-only: loaded once per process and device. Its parameters do not
-        require gradients and it is in eval mode; do not modify it.
+        Shared and read-only: loaded once per process and device (a module: once per
+        object and state). Its parameters do not require gradients and it is in eval mode;
+        do not modify it.
 
     Raises
     ------
     UnknownNameError
-        The name is not registered (the message lists the known ones).
+        The name is not registered nor a known scheme (the message lists what is).
     WeightsNotFoundError
         The weights are not installed (the message names the package or file).
     InvalidWeightsError
         The weight file is truncated, not a state dict, holds objects other than tensors
         (refused unread) or does not fit the architecture.
     InvalidParameterError
-        ``device`` is not one :func:`resolve_device` accepts.
+        ``device`` is not one :func:`resolve_device` accepts, or a module fails on images
+        or does not return ``(n, d)`` features.
 
     Warns
     -----
@@ -549,6 +809,13 @@ def get_probe(name: str, device: str | torch.device | None = "cpu") -> Probe:
         CUDA asked for where there is none (see :func:`resolve_device`).
     """
     dev = resolve_device(device)
+    if isinstance(name, nn.Module):
+        return _module_probe(name, str(dev))
+    if isinstance(name, str) and name.partition("@")[0] not in _REGISTRY:
+        from t2v_automl.models import parse_model_name
+
+        if parse_model_name(name) is not None:  # raises on an unknown scheme
+            return _scheme_probe(name, str(dev))
     arch, path = _split_name(name)
     key = arch if path is None else f"{arch}@{Path(path).resolve()}"
     return _load(key, str(dev))

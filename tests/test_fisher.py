@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import t2v_automl.fisher as fisher
 from t2v_automl.exceptions import (
     DeviceFallbackWarning,
     InvalidParameterError,
@@ -21,6 +23,7 @@ from t2v_automl.fisher import (
     balanced_subsample,
     compute_task2vec,
     fisher_layers,
+    layer_filters,
     plain_forward_backward_seconds,
     warn_slow_exact,
 )
@@ -41,7 +44,7 @@ def data():
 def _naive_fisher(probe, images, labels, k, cfg):
     """Reference: one autograd call per image on a trainable copy of the probe."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    stages = copy.deepcopy(probe.stages)
+    twin = copy.deepcopy(probe)  # stages, pooling and network, sharing modules as they do
     x = probe.preprocess(torch.tensor(images), cfg.image_size)
     with torch.no_grad():
         a = probe.run_stages(x, 0, cfg.skip_layers)
@@ -49,16 +52,14 @@ def _naive_fisher(probe, images, labels, k, cfg):
     head = _fit_head(f, torch.tensor(labels), k, cfg, gen)
     names = [n for n, _ in fisher_layers(probe, cfg.skip_layers)]
     mods = {}
-    for i, st in enumerate(stages):
+    for i, st in enumerate(twin.stages):
         for n, m in st.named_modules():
             mods[f"stages.{i}.{n}" if n else f"stages.{i}"] = m
     ws = [mods[n].weight.requires_grad_(True) for n in names]
     tot = [torch.zeros(w.shape[0], dtype=torch.float64) for w in ws]
     for i in range(len(labels)):
-        h = a[i:i + 1]
-        for s in list(stages)[cfg.skip_layers:]:
-            h = s(h)
-        logp = torch.log_softmax(head(h.mean((2, 3))), 1)[0]
+        h = twin.run_stages(a[i:i + 1], cfg.skip_layers)
+        logp = torch.log_softmax(head(twin.pool(h)), 1)[0]
         p = logp.exp().detach()
         for y in range(k):  # exact expectation over labels
             gs = torch.autograd.grad(-logp[y], ws, retain_graph=True)
@@ -314,3 +315,160 @@ def test_cuda_matches_cpu_and_memory_is_bounded_by_the_batch(amp):
         peaks.append(torch.cuda.max_memory_allocated())
     assert np.corrcoef(res.values, ref.values)[0, 1] > (0.9999 if not amp else 0.99)
     assert peaks[1] < 1.25 * peaks[0]  # 4x the images, not 4x the memory
+
+
+# ----------------------------------------------------------------------------- any probe
+class _LayerZoo(nn.Module):
+    """Every layer type the Fisher measures, returning ``(n, d)`` features (one stage)."""
+
+    def __init__(self) -> None:
+        from timm.layers import Conv2dSame
+
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(),                    # dense
+            nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.Tanh(),          # grouped dense
+            nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8),         # depthwise, dilated
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=8), nn.Tanh(),  # depthwise x2
+            nn.Conv2d(16, 12, 1, stride=2), nn.Tanh(),                   # pointwise, strided
+            nn.Conv2d(12, 12, 1, groups=3, bias=False),                  # grouped pointwise
+            nn.Conv2d(12, 8, 5, padding="same"), nn.Tanh(),              # string padding
+            Conv2dSame(8, 8, 3, stride=2),                               # TF "same" padding
+            nn.Conv2d(8, 8, (3, 1), padding=(1, 0)), nn.Tanh(),          # non-square kernel
+        )
+        self.tokens = nn.Sequential(nn.Linear(8, 12), nn.GELU(), nn.Linear(12, 8))  # (n, L, d)
+        self.out = nn.Linear(8, 6)                                       # (n, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.tokens(self.convs(x).flatten(2).transpose(1, 2))
+        return self.out(t.mean(1))
+
+
+def _random(make):
+    torch.manual_seed(0)
+    return make()
+
+
+@pytest.mark.parametrize("ghost", [None, True, False])
+def test_every_layer_type_matches_per_sample_autograd(monkeypatch, ghost):
+    """Dense, grouped, depthwise, pointwise, padded convolutions and linear layers on
+    tokens and on vectors, by either method (the ghost norm forced on and off)."""
+    if ghost is not None:
+        monkeypatch.setattr(fisher, "_ghost_cheaper", lambda *a: ghost)
+    probe = get_probe(_random(_LayerZoo))
+    assert probe.n_stages == 1 and probe.default_skip_layers == 0
+    layers = fisher_layers(probe, 0)
+    assert len(layers) == 12 and [layer_filters(m) for _, m in layers][-3:] == [12, 8, 6]
+    rng = np.random.default_rng(0)
+    x, y = rng.random((10, 3, 32, 32)).astype(np.float32), np.arange(10) % 3
+    cfg = FisherConfig(method="exact", image_size=32, batch_size=4, max_images=None)
+    res = compute_task2vec(probe, x, y, 3, cfg)
+    assert res.filters_per_layer == [layer_filters(m) for _, m in layers]
+    ref = _naive_fisher(probe, x, y, 3, cfg)
+    np.testing.assert_allclose(res.values, ref, rtol=1e-4, atol=1e-9 * ref.max())
+
+
+def _vit_tiny():
+    import timm
+
+    return timm.create_model("vit_tiny_patch16_224", img_size=32)
+
+
+def _timm(name, **kwargs):
+    def make():
+        import timm
+
+        return timm.create_model(name, **kwargs)
+    return make
+
+
+def _torchvision(name):
+    def make():
+        from torchvision import models
+
+        return getattr(models, name)()
+    return make
+
+
+@pytest.mark.parametrize("make, n_linear, skip", [
+    pytest.param(_torchvision("mobilenet_v2"), 0, 0, id="mobilenet_v2"),
+    pytest.param(_torchvision("resnet18"), 0, 0, id="resnet18"),
+    # the graph starts at two layers at once: l2b0's conv1 and its downsample branch
+    pytest.param(_torchvision("resnet18"), 0, 3, id="resnet18-skip3"),
+    # linear layers on (n, H, W, C) maps
+    pytest.param(_timm("convnext_atto", conv_mlp=False), 24, 0, id="convnext_atto"),
+    pytest.param(_timm("efficientnet_b0"), 0, 0, id="efficientnet_b0"),
+    pytest.param(_vit_tiny, 48, 0, id="vit_tiny")])
+def test_probe_families_match_per_sample_autograd(make, n_linear, skip):
+    """Random-init mobilenet_v2, ResNet-18, ConvNeXt, EfficientNet and ViT-tiny (tokens,
+    the model's own pooling): every measured layer, against one image at a time."""
+    probe = get_probe(_random(make))
+    layers = fisher_layers(probe, skip)
+    assert sum(isinstance(m, nn.Linear) for _, m in layers) == n_linear
+    rng = np.random.default_rng(0)
+    x, y = rng.random((5, 3, 32, 32)).astype(np.float32), np.arange(5) % 2
+    cfg = FisherConfig(method="exact", image_size=32, batch_size=5, max_images=None,
+                       head_epochs=2, skip_layers=skip)
+    res = compute_task2vec(probe, x, y, 2, cfg)
+    ref = _naive_fisher(probe, x, y, 2, cfg)
+    assert res.values.shape == ref.shape == (sum(layer_filters(m) for _, m in layers),)
+    # batched vs single-image float32 kernels differ in the last bits
+    np.testing.assert_allclose(res.values, ref, rtol=2e-3, atol=1e-6 * ref.max())
+
+
+def test_a_layer_run_twice_is_refused_and_one_never_run_is_logged(caplog):
+    """Shared weights would make the per-sample square wrong: refused, with the layer."""
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.idle = nn.Conv2d(3, 3, 3, padding=1), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.conv(torch.tanh(self.conv(x))).mean((2, 3))
+
+    class Idle(Twice):
+        def forward(self, x):
+            return torch.tanh(self.conv(x)).mean((2, 3)) + 0 * self.idle.weight.sum()
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 3, 32, 32)).astype(np.float32), np.arange(6) % 2
+    cfg = FisherConfig(method="exact", image_size=32, max_images=None, head_epochs=1)
+    with pytest.raises(InvalidParameterError, match=r"layer stages.0.conv .* ran 2 times"):
+        compute_task2vec(get_probe(_random(Twice)), x, y, 2, cfg)
+    with caplog.at_level("WARNING", logger="t2v_automl"):
+        res = compute_task2vec(get_probe(_random(Idle)), x, y, 2, cfg)
+    assert "stages.0.idle" in caplog.text and "never ran" in caplog.text
+    assert np.all(res.values[3:] == 0) and np.all(res.values[:3] > 0)
+
+
+def test_multihead_attention_layers_are_left_out():
+    class Attn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, 8, 8, stride=8)
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.mlp = nn.Linear(8, 8)
+
+        def forward(self, x):
+            t = self.embed(x).flatten(2).transpose(1, 2)
+            return self.mlp(self.mha(t, t, t)[0]).mean(1)
+
+    names = [n for n, _ in fisher_layers(get_probe(_random(Attn)), 0)]
+    assert names == ["stages.0.embed", "stages.0.mlp"]
+
+
+def test_vit_probe_settings_and_floor():
+    probe = get_probe(_random(_vit_tiny))
+    assert not probe.resizable and probe.input_size == 32 and probe.n_stages == 13
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 3, 40, 40)).astype(np.float32), np.arange(6) % 2
+    with pytest.raises(InvalidTaskError, match="takes only 32 px images"):
+        compute_task2vec(probe, x, y, 2, FisherConfig(image_size=64))
+    tiny = get_probe("tiny_random")
+    tail = dataclasses.replace(tiny, stages=nn.ModuleList([*tiny.stages, nn.ReLU()]))
+    with pytest.raises(InvalidTaskError, match=r"no Conv2d or Linear layer in stages\[3:\]"):
+        compute_task2vec(tail, x, y, 2, FisherConfig(image_size=32, skip_layers=3))
+    before = {k: v.clone() for k, v in probe.network.state_dict().items()}
+    assert plain_forward_backward_seconds(probe, x[:4], 32) > 0
+    assert all(torch.equal(before[k], v) for k, v in probe.network.state_dict().items())
+    assert not any(p.requires_grad for p in probe.network.parameters())

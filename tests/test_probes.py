@@ -28,10 +28,16 @@ def test_registry_lists_the_probes():
 
 
 def test_unknown_probe_lists_known_ones():
-    with pytest.raises(UnknownNameError, match="known probes: .*mobilenet_v2"):
+    with pytest.raises(UnknownNameError, match="known probes: .*mobilenet_v2.*'timm:<name>'"):
         get_probe("mobilenet_v3")
-    with pytest.raises(UnknownNameError, match="registry name|string"):
-        get_probe(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError, match="string"):
+        get_probe(3)  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError, match="known schemes: timm, torchvision"):
+        get_probe("keras:resnet50")
+    # a module is a probe now; one that cannot take images says so
+    with pytest.raises(InvalidParameterError, match=r"module:Linear: the network fails on a "
+                                                    r"batch of 2 RGB images"):
+        get_probe(torch.nn.Linear(2, 2))
 
 
 def test_missing_weights_name_what_to_install(tmp_path, monkeypatch):
@@ -226,3 +232,115 @@ def test_cuda_fallback_warns_once_per_distinct_request(monkeypatch, caplog):
     # Under new warning filters (pytest.warns, catch_warnings) it is reported again.
     with pytest.warns(DeviceFallbackWarning, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+# ----------------------------------------------------------------------------- any probe
+def _seeded(make):
+    torch.manual_seed(0)
+    return make()
+
+
+def test_a_module_is_cut_into_its_blocks_and_left_untouched():
+    """timm and torchvision classifiers: stages at their top-level blocks, pooled by the
+    model's own pre-logits head; the caller's module keeps its mode and gradients."""
+    import timm
+    from torchvision.models import resnet18
+
+    net = _seeded(lambda: timm.create_model("convnext_atto"))
+    net.train()
+    p = get_probe(net)
+    assert p.name == "module:ConvNeXt" and p.n_stages == 5 and p.default_skip_layers == 3
+    assert net.training and all(q.requires_grad for q in net.parameters())  # not mutated
+    assert not p.network.training and not any(q.requires_grad for q in p.network.parameters())
+    assert get_probe(net) is p  # cached per object and state
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = net.eval().forward_head(net.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(p.features(x), want)
+        assert p.logits(x).shape == (2, 1000)
+    with torch.no_grad():
+        net.stem[0].weight.add_(1.0)  # changed weights: another probe, another digest
+    assert get_probe(net).weights_sha256 != p.weights_sha256
+
+    r = _seeded(resnet18)
+    q = get_probe(r)
+    assert q.n_stages == 9 and q.default_skip_layers == 4 and q.pooling is None  # as resnet18
+    assert q.feature_dim == 512 and q.classifier is not None
+
+
+def test_a_vit_probe_pools_tokens_and_keeps_its_input_size():
+    import timm
+
+    vit = _seeded(lambda: timm.create_model("vit_tiny_patch16_224", img_size=32))
+    p = get_probe(vit)
+    assert (p.input_size, p.min_input_size, p.resizable) == (32, 32, False)
+    assert p.n_stages == 13 and p.default_skip_layers == 1  # the embedding stage
+    assert p.mean == (0.5, 0.5, 0.5)  # timm's pretrained_cfg
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert p.run_stages(x).shape == (3, 5, 192)  # class token + 4 patches
+        torch.testing.assert_close(p.features(x), vit.eval().forward_head(
+            vit.forward_features(x), pre_logits=True))
+
+
+def test_any_other_module_is_one_stage_of_features():
+    net = _seeded(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                              torch.nn.AdaptiveAvgPool2d(1),
+                                              torch.nn.Flatten()))
+    p = get_probe(net)
+    assert p.n_stages == 1 and p.default_skip_layers == 0 and p.feature_dim == 4
+    assert p.mean == probes.IMAGENET_MEAN and p.input_size == 224 and p.resizable
+    with pytest.raises(InvalidParameterError, match=r"returns \(2, 4, 62, 62\) for 2 images; "
+                                                    r"expected finite \(2, d\)"):
+        get_probe(torch.nn.Conv2d(3, 4, 3))
+
+    class NaNs(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)) * float("nan")
+
+    with pytest.raises(InvalidParameterError, match="module:NaNs: the network returns "
+                                                    "non-finite values"):
+        get_probe(NaNs())
+
+
+def test_scheme_names_are_probes(tmp_path):
+    import timm
+    from torchvision.models import resnet18
+
+    torch.save(_seeded(lambda: timm.create_model("efficientnet_b0")).state_dict(),
+               tmp_path / "eff.pth")
+    torch.save(_seeded(resnet18).state_dict(), tmp_path / "r18.pth")
+    p = get_probe(f"timm:efficientnet_b0@{tmp_path / 'eff.pth'}")
+    assert p.n_stages == 9 and p.default_skip_layers == 4 and p.feature_dim == 1280
+    assert p.weights_path == str(tmp_path / "eff.pth") and len(p.weights_sha256) == 64
+    tv = get_probe(f"torchvision:resnet18@{tmp_path / 'r18.pth'}")
+    reg = get_probe(f"resnet18@{tmp_path / 'r18.pth'}")  # the registered architecture
+    assert tv.n_stages == reg.n_stages and tv.weights_sha256 == reg.weights_sha256
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(tv.features(x), reg.features(x))
+
+
+def test_embedder_takes_a_module_probe_in_workers_too():
+    """A module travels by value (pickled, as to a loky worker); same embeddings."""
+    from joblib import parallel_config
+    from sklearn.datasets import load_digits
+
+    from t2v_automl import Task, Task2VecEmbedder
+
+    d = load_digits()
+    tasks = [Task.from_arrays(d.images[d.target < 2][:30] / 16, d.target[d.target < 2][:30]),
+             Task.from_arrays(d.images[d.target >= 8][:30] / 16,
+                              d.target[d.target >= 8][:30] - 8)]
+    net = _seeded(lambda: torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5)))
+    emb = Task2VecEmbedder(probe=net, image_size=32, max_images=30, device="cpu")
+    serial = emb.fit(tasks).embed(tasks)
+    assert serial[0].meta.probe == "module:Sequential" and serial[0].values.shape == (15,)
+    assert serial[0].meta.layers == "stages[0:] conv+linear (3 layers)"
+    with parallel_config(backend="threading", n_jobs=2):
+        par = emb.transform(tasks)
+    assert np.array_equal(par, np.vstack([e.values for e in serial]))
+    again = pickle.loads(pickle.dumps(emb))
+    assert np.array_equal(again.transform(tasks[:1])[0], serial[0].values)

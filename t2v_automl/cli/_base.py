@@ -42,7 +42,8 @@ DISTANCE_CHOICES = ("hellinger", "symmetric", "asymmetric", "cosine", "normalize
 #: :data:`t2v_automl.estimators.STRATEGIES`.
 STRATEGY_CHOICES = ("nearest", "model2vec")
 #: :func:`t2v_automl.transferability.list_transferability` (the built-in scores).
-TRANSFERABILITY_CHOICES = ("logme", "leep", "nce", "h_score", "knn_accuracy")
+TRANSFERABILITY_CHOICES = ("logme", "leep", "nce", "h_score", "knn_accuracy", "logme_authors",
+                           "logme_pca", "ncti", "etran")
 #: :data:`t2v_automl.fisher.METHODS`, the embedder's default first.
 METHOD_CHOICES = ("exact", "montecarlo", "empirical", "domain", "label_stat")
 #: Keys of :data:`t2v_automl.building.DEFAULT_EXTRA_EMBEDDINGS`.

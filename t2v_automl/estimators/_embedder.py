@@ -13,6 +13,7 @@ from joblib import Memory, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from t2v_automl._logging import logger
 from t2v_automl._parallel import check_allocator, run_jobs
@@ -29,6 +30,7 @@ from t2v_automl.fisher import (
     FisherConfig,
     compute_task2vec,
     fisher_layers,
+    layer_filters,
     warn_slow_exact,
 )
 from t2v_automl.images import check_image_size
@@ -68,15 +70,17 @@ def embedder_params_from_meta(meta: EmbeddingMeta) -> dict[str, Any]:
 
 
 def _embed_one(task: Task, fingerprint: str, probe_name: str, weights_sha256: str,
-               device: str, cfg: FisherConfig, verbose: int = 0
+               device: str, cfg: FisherConfig, verbose: int = 0,
+               probe_module: nn.Module | None = None
                ) -> tuple[np.ndarray, int, dict[str, float]]:
     """Embed one task (module-level so that joblib can cache and ship it).
 
-    ``fingerprint`` and ``weights_sha256`` are part of the cache key; ``task`` is not
-    (it is ignored by the cache, the fingerprint stands for it).
+    ``fingerprint`` and ``weights_sha256`` are part of the cache key; ``task`` and
+    ``probe_module`` (a module probe, shipped by value) are not (the fingerprint and the
+    weights digest stand for them).
     """
     check_allocator()
-    probe = get_probe(probe_name, device=device)
+    probe = get_probe(probe_name if probe_module is None else probe_module, device=device)
     res = compute_task2vec(probe, task.images, task.labels, task.n_classes, cfg,
                            verbose=verbose, warn_slow=False)  # embed() warned, in the caller
     return res.values, res.n_images, res.timings
@@ -92,9 +96,12 @@ class Task2VecEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    probe : str, default="mobilenet_v2"
-        Probe registry name (see :func:`t2v_automl.probes.list_probes`), or
-        ``"<arch>@/path/to/weights.pth"``.
+    probe : str or torch.nn.Module, default="mobilenet_v2"
+        Probe registry name (see :func:`t2v_automl.probes.list_probes`),
+        ``"<arch>@/path/to/weights.pth"``, ``"timm:<name>"``,
+        ``"torchvision:<name>[.<WEIGHTS>]"``, or a module (a timm or torchvision classifier,
+        or one returning ``(n, d)`` features; see :func:`t2v_automl.probes.get_probe`),
+        which travels to joblib workers by value.
     method : {"montecarlo", "empirical", "exact", "domain", "label_stat"}, \
 default="exact"
         Fisher estimator: labels drawn from the head's softmax (the paper's
@@ -231,10 +238,10 @@ default="exact"
         if not isinstance(self.channels_last, bool):
             raise InvalidParameterError(
                 f"channels_last must be True or False; got {self.channels_last!r}.")
-        if not isinstance(self.probe, str):
+        if not isinstance(self.probe, str | nn.Module):
             raise InvalidInputTypeError(
-                f"probe must be a registry name (str); got {type(self.probe).__name__}. "
-                "Register custom networks with t2v_automl.probes.register_probe."
+                f"probe must be a probe name (str) or a torch.nn.Module; got "
+                f"{type(self.probe).__name__}."
             )
 
     def _config(self) -> FisherConfig:
@@ -353,11 +360,13 @@ default="exact"
             dim, layers = self.probe_.feature_dim, "penultimate"
         else:
             convs = fisher_layers(self.probe_, self.skip_layers_)
-            dim = sum(m.out_channels for _, m in convs)
-            layers = f"stages[{self.skip_layers_}:] conv ({len(convs)} layers)"
+            dim = sum(layer_filters(m) for _, m in convs)
+            kinds = "conv" if all(isinstance(m, nn.Conv2d) for _, m in convs) else "conv+linear"
+            layers = f"stages[{self.skip_layers_}:] {kinds} ({len(convs)} layers)"
         cfg = self._config()
         self.embedding_meta_ = EmbeddingMeta(
-            probe=self.probe, weights_sha256=self.probe_.weights_sha256, method=self.method,
+            probe=self.probe_.name if isinstance(self.probe, nn.Module) else self.probe,
+            weights_sha256=self.probe_.weights_sha256, method=self.method,
             input_size=int(self.image_size), layers=layers, dim=int(dim), n_images=0,
             settings={"label_samples": cfg.label_samples, "max_images": cfg.max_images,
                       "head_epochs": cfg.head_epochs, "seed": cfg.seed},
@@ -382,7 +391,7 @@ default="exact"
         func = _embed_one
         mem = self._memory()
         if mem is not None:
-            func = mem.cache(_embed_one, ignore=["task", "verbose"])
+            func = mem.cache(_embed_one, ignore=["task", "verbose", "probe_module"])
         serial = effective_n_jobs(self.n_jobs) == 1  # n_jobs=None defers to parallel_config
         inner_verbose = self.verbose if (serial and len(tasks) == 1) else 0
         if self.method == "exact":  # here, not in the workers, whose warnings are lost
@@ -391,8 +400,10 @@ default="exact"
                                                                       cfg.max_images)
                 warn_slow_exact(t.n_classes, n_used, cfg.batch_size, task_name=t.name)
         fps = [t.fingerprint for t in tasks]
-        args = [(t, fp, self.probe, self.probe_.weights_sha256, self.device_, cfg, inner_verbose)
-                for t, fp in zip(tasks, fps, strict=True)]
+        module = self.probe if isinstance(self.probe, nn.Module) else None
+        name = self.embedding_meta_.probe
+        args = [(t, fp, name, self.probe_.weights_sha256, self.device_, cfg, inner_verbose,
+                 module) for t, fp in zip(tasks, fps, strict=True)]
         results = run_jobs([delayed(func)(*a) for a in args], self.n_jobs,
                            verbose=self.verbose and len(tasks) > 1, desc="embedding tasks")
         out = []
