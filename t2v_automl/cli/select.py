@@ -162,7 +162,11 @@ def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: Hyb
     screened = bool(ex.screened[0])
     novelty, domain_novelty = _finite(ex.novelty[0]), _finite(ex.domain_novelty[0])
     weight = float(ex.gate[0])
+    evidence = None if ex.evidence_weight is None else _finite(ex.evidence_weight[0])
     transfer = ex.transfer_scores[0] if ex.transfer_computed[0] else None
+    mix = (f"{measure} alone ranks" if evidence is None else
+           f"{measure} (weight {evidence:.2f}, from the images per class) and the best on "
+           f"average of the known tasks rank")
     t_transfer = float(ex.transfer_seconds[0].sum())
     t_rest = max(seconds - t_transfer, 0.0)
     spent = f"; {measure} {t_transfer:.1f} s" if transfer is not None else ""
@@ -173,7 +177,7 @@ def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: Hyb
         name = near_emb.task_name
         con.say(f"task {name!r}: its images are unlike every known task's (domain novelty "
                 f"{domain_novelty:.2f} >= {hybrid.domain_screen:g}; domain pass "
-                f"{t_rest:.1f} s{spent}): no Fisher embedding, {measure} alone ranks")
+                f"{t_rest:.1f} s{spent}): no Fisher embedding, {mix}")
     else:
         near_emb = ex.embeddings[0]
         assert near_emb is not None and novelty is not None
@@ -201,6 +205,7 @@ def _show(args: argparse.Namespace, con: Console, kb: KnowledgeBase, hybrid: Hyb
     return {"task": name, "novelty": novelty,
             **({"domain_novelty": domain_novelty} if domain_novelty is not None else {}),
             "transferability_weight": weight,
+            **({"evidence_weight": evidence} if evidence is not None else {}),
             "ranking": [{"extractor": r[1], "predicted": r[2], "mean_known": r[3],
                          "tasks_best": r[4], **({measure: r[5]} if len(r) > 5 else {})}
                         for r in rows],
