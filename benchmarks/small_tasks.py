@@ -183,7 +183,7 @@ def load_records(cache: Path) -> list[dict[str, Any]]:
 #: HybridSelector configurations run through ``explain`` (label -> parameters); the
 #: evidence sweep recomposes each one's parts with the public ``evidence_blend`` /
 #: ``hybrid_scores`` (the estimator's own formula).
-HALF_GRID = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 1e9)
+HALF_GRID = (0.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 1e9)
 
 
 def hybrid_configs(default_measure: str) -> dict[str, dict[str, Any]]:
@@ -266,34 +266,35 @@ def evaluate(kb: Any, recs: list[dict[str, Any]], cache: Path, log: Callable[[st
             put(measure, r_i, r["measures"][measure],
                 float(np.sum(r["measure_seconds"][measure])))
     configs = hybrid_configs(default_measure)
+    # every small task's training split, built once per (size, draw) from the pools
+    trains: dict[int, Any] = {}
+    for (size, draw) in sorted({(r["size"], r["draw"]) for r in recs}):
+        todo = sorted({r["task"] for r in recs if r["size"] == size and r["draw"] == draw})
+        for st in iter_suite("default", 0, tasks=todo, train_per_class=size,
+                             train_draw=draw):
+            trains[index[(st.name, size, draw)]] = st.train
+        log(f"built the n={size} training splits")
     for source in sorted({r["source"] for r in recs}):
         known = src != source
         Y = kb.scores[known]
         boa = BestOnAverage(extractor_names=names).fit(np.arange(Y.shape[0]), Y)
         fix = FixedExtractor(extractor_names=names).fit(np.arange(Y.shape[0]), Y)
         sel = ExtractorSelector.from_knowledge(kb.subset(known))
-        for (size, draw) in sorted({(r["size"], r["draw"]) for r in recs
-                                    if r["source"] == source}):
-            todo = [r["task"] for r in recs if r["source"] == source and r["size"] == size
-                    and r["draw"] == draw]
-            sts = list(iter_suite("default", 0, tasks=todo, train_per_class=size,
-                                  train_draw=draw))
-            rows = [index[(st.name, size, draw)] for st in sts]
-            for i, st in zip(rows, sts, strict=True):
-                put("best on average", i, boa.predict_scores([0])[0], 0.0)
-                put("ImageNet default (efficientnet_lite0)", i, _fixed_row(fix, names), 0.0)
-                emb = fisher.embed([st.train])
-                put("ExtractorSelector (Fisher, embedding only)", i,
-                    sel.predict_scores(emb)[0], recs[i]["fisher_seconds"])
-            for label, params in configs.items():
-                exs = _fold_parts(kb, known, params, [st.train for st in sts], cache)
-                for i, ex in zip(rows, exs, strict=True):
-                    r = recs[i]
-                    t = r["domain_seconds"] + float(ex.transfer_seconds.sum()) \
-                        + (0.0 if bool(ex.screened[0]) else r["fisher_seconds"])
-                    put(label, i, ex.scores[0], t)
-                    parts.setdefault(label, [None] * n)[i] = ex
-            log(f"{source} n={size}: {len(rows)} tasks done")
+        rows = [i for i, r in enumerate(recs) if r["source"] == source]
+        for i in rows:
+            put("best on average", i, boa.predict_scores([0])[0], 0.0)
+            put("ImageNet default (efficientnet_lite0)", i, _fixed_row(fix, names), 0.0)
+            put("ExtractorSelector (Fisher, embedding only)", i,
+                sel.predict_scores(fisher.embed([trains[i]]))[0], recs[i]["fisher_seconds"])
+        for label, params in configs.items():
+            exs = _fold_parts(kb, known, params, [trains[i] for i in rows], cache)
+            for i, ex in zip(rows, exs, strict=True):
+                r = recs[i]
+                t = r["domain_seconds"] + float(ex.transfer_seconds.sum()) \
+                    + (0.0 if bool(ex.screened[0]) else r["fisher_seconds"])
+                put(label, i, ex.scores[0], t)
+                parts.setdefault(label, [None] * n)[i] = ex
+            log(f"{source}: {label} on {len(rows)} small tasks")
     return {"pred": pred, "secs": secs, "parts": parts, "names": names,
             "default_measure": default_measure}
 
@@ -327,11 +328,17 @@ def evidence_sweep(kb: Any, recs: list[dict[str, Any]], out: dict[str, Any]) -> 
     Y = np.array([r["accuracy"] for r in recs])
     ipc = np.array([r["n_train"] / r["n_classes"] for r in recs])
     sources = np.array([r["source"] for r in recs])
-    sweep: dict[str, np.ndarray] = {}
-    for half in HALF_GRID:
-        rows = np.vstack([_recompose(ex, ipc[i], half, _global_prior(kb, {sources[i]}))
-                          for i, ex in enumerate(parts)])
-        sweep[f"{half:g}"] = rows
+    sweep: dict[str, dict[str, np.ndarray]] = {}
+    for label, exs in out["parts"].items():
+        if "prescreen" in label or "no evidence" in label:
+            continue
+        measure = out["default_measure"] if label == "HybridSelector (default)" \
+            else label.rsplit(", ", 1)[1]
+        sweep[measure] = {
+            f"{half:g}": np.vstack([_recompose(ex, ipc[i], half,
+                                               _global_prior(kb, {sources[i]}))
+                                    for i, ex in enumerate(exs)])
+            for half in HALF_GRID}
     nested = np.full_like(Y, np.nan)
     chosen: dict[str, float] = {}
     for s in sorted(set(sources)):
@@ -343,7 +350,7 @@ def evidence_sweep(kb: Any, recs: list[dict[str, Any]], out: dict[str, Any]) -> 
             reg = float(np.nanmean(top1_regret(Y[inner], sc)))
             if reg < best_reg - 1e-12:
                 best, best_reg = half, reg
-        chosen[s] = best
+        chosen[str(s)] = float(best)
         for i in np.flatnonzero(sources == s):
             nested[i] = _recompose(parts[i], ipc[i], best, _global_prior(kb, {s}))
     return {"sweep": sweep, "nested": nested, "chosen": chosen}
@@ -363,9 +370,10 @@ def summarise(recs: list[dict[str, Any]], out: dict[str, Any], sweep: dict[str, 
     default = "HybridSelector (default)"
     pred["HybridSelector, evidence_half nested (chosen on the other sources)"] = sweep["nested"]
     secs["HybridSelector, evidence_half nested (chosen on the other sources)"] = secs[default]
-    for half, rows in sweep["sweep"].items():
-        pred[f"evidence_half={half}"] = rows
-        secs[f"evidence_half={half}"] = secs[default]
+    for measure, by_half in sweep["sweep"].items():
+        for half, rows in by_half.items():
+            pred[f"evidence_half={half} [{measure}]"] = rows
+            secs[f"evidence_half={half} [{measure}]"] = secs[default]
     res: dict[str, Any] = {"sizes": {}}
     for size in sorted(set(sizes.tolist())):
         sel = sizes == size
@@ -440,14 +448,17 @@ def markdown(res: dict[str, Any], info: dict[str, Any], command: str) -> str:
                   "", md_table(["pair", "regret diff [95 % CI]", "tau diff [95 % CI]"], pr),
                   ""]
     lines += ["## The evidence weight: `evidence_half` and its neighbours", "",
-              "The default's parts (`HybridSelector.explain`) recomposed with each value "
-              "(`evidence_blend` + `hybrid_scores`, the estimator's formula); `1e+09` = the "
-              "best-on-average ranking alone on novel tasks. Mean regret per size:", ""]
+              "Each hybrid row's parts (`HybridSelector.explain`, one row per transferability "
+              "score) recomposed with each value (`evidence_blend` + `hybrid_scores`, the "
+              "estimator's formula); `1e+09` = the best-on-average ranking alone on novel "
+              "tasks, `0` = the transferability score alone. Mean regret / tau per size:", ""]
     halves = [k for k in next(iter(res["sizes"].values()))["methods"]
               if k.startswith("evidence_half=")]
-    rows = [[h.split("=", 1)[1]] + [f"{b['methods'][h]['regret']:.2f}"
-                                     for b in res["sizes"].values()] for h in halves]
-    lines += [md_table(["evidence_half"] + [f"n={s}" for s in res["sizes"]], rows), "",
+    rows = [[h.split("=", 1)[1].split(" ")[0], h.split("[", 1)[1].rstrip("]")]
+            + [f"{b['methods'][h]['regret']:.2f} / {b['methods'][h]['tau']:.3f}"
+               for b in res["sizes"].values()] for h in halves]
+    lines += [md_table(["evidence_half", "score"] + [f"n={s}: regret / tau"
+                                                      for s in res["sizes"]], rows), "",
               f"Nested choice per held-out source (lowest regret on the other sources' "
               f"small tasks): {res['chosen_half']}.", ""]
     return "\n".join(lines)
