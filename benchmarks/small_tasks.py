@@ -190,8 +190,8 @@ def hybrid_configs(default_measure: str) -> dict[str, dict[str, Any]]:
     """The hybrid rows: the product's default, the previous release's, and variants."""
     out: dict[str, dict[str, Any]] = {
         "HybridSelector (default)": {},
-        "HybridSelector, no evidence blend (previous default)": {
-            "evidence_half": None, "measure": "logme"},
+        "HybridSelector, evidence_half=5": {"evidence_half": 5.0},
+        "HybridSelector, evidence_half=20": {"evidence_half": 20.0},
     }
     for m in ("logme", "logme_pca", "ncti", "etran"):
         if m != default_measure:
@@ -330,7 +330,7 @@ def evidence_sweep(kb: Any, recs: list[dict[str, Any]], out: dict[str, Any]) -> 
     sources = np.array([r["source"] for r in recs])
     sweep: dict[str, dict[str, np.ndarray]] = {}
     for label, exs in out["parts"].items():
-        if "prescreen" in label or "no evidence" in label:
+        if "prescreen" in label or "evidence_half=" in label:
             continue
         measure = out["default_measure"] if label == "HybridSelector (default)" \
             else label.rsplit(", ", 1)[1]

@@ -22,7 +22,6 @@ from t2v_automl.estimators._baselines import (
 )
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
 from t2v_automl.estimators._gate import (
-    EVIDENCE_HALF,
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
     blend_with_transferability,
@@ -39,7 +38,6 @@ from t2v_automl.estimators._transfer import TransferabilitySelector
 from t2v_automl.metrics import mean_regret, mean_weighted_tau, top1_regret, weighted_tau
 
 __all__ = [
-    "EVIDENCE_HALF",
     "NOVELTY_CENTER",
     "NOVELTY_STEEPNESS",
     "STRATEGIES",

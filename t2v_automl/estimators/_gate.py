@@ -16,7 +16,7 @@ from scipy import special
 
 from t2v_automl.exceptions import InvalidInputTypeError
 
-__all__ = ["EVIDENCE_HALF", "NOVELTY_CENTER", "NOVELTY_STEEPNESS",
+__all__ = ["NOVELTY_CENTER", "NOVELTY_STEEPNESS",
            "blend_with_transferability", "evidence_blend", "evidence_weight", "hybrid_scores",
            "novelty_gate", "rank_standardise", "row_standardise"]
 
@@ -25,13 +25,6 @@ _EPS = 1e-12
 NOVELTY_CENTER = 1.5
 #: Slope of the logistic gate of :func:`blend_with_transferability`.
 NOVELTY_STEEPNESS = 4.0
-
-
-#: Training images per class at which a task's own transferability ranking and the
-#: knowledge base's best-on-average ranking weigh equally (:func:`evidence_weight`). Chosen
-#: on the shipped knowledge base by ``benchmarks/small_tasks.py`` (leave one source out,
-#: 5-50 images per class), whose results show the neighbouring values.
-EVIDENCE_HALF = 20.0
 
 
 def rank_standardise(S: np.ndarray) -> np.ndarray:
@@ -49,14 +42,14 @@ def rank_standardise(S: np.ndarray) -> np.ndarray:
     return row_standardise(R.reshape(S.shape))
 
 
-def evidence_weight(images_per_class: Any, *, half: float = EVIDENCE_HALF) -> np.ndarray:
+def evidence_weight(images_per_class: Any, *, half: float) -> np.ndarray:
     """How far a task's own transferability evidence is trusted: ``n / (n + half)``.
 
     Parameters
     ----------
     images_per_class : array-like of shape (n_tasks,)
         Training images per class the score was computed on.
-    half : float, default=EVIDENCE_HALF
+    half : float
         Images per class at which the weight is one half. ``0``: the evidence alone.
 
     Returns
@@ -72,7 +65,7 @@ def evidence_weight(images_per_class: Any, *, half: float = EVIDENCE_HALF) -> np
 
 
 def evidence_blend(transfer: Any, global_prior: Any, images_per_class: Any, *,
-                   half: float = EVIDENCE_HALF, ranks: bool = True
+                   half: float, ranks: bool = True
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Mix a task's transferability ranking with the best-on-average ranking by evidence.
 
@@ -90,7 +83,12 @@ def evidence_blend(transfer: Any, global_prior: Any, images_per_class: Any, *,
     global_prior : array-like of shape (n_extractors,) or (n_tasks, n_extractors)
         Mean known score per extractor (:class:`~t2v_automl.estimators.BestOnAverage`).
     images_per_class : array-like of shape (n_tasks,)
-    half : float, default=EVIDENCE_HALF
+    half : float
+        Images per class at which both weigh one half (:func:`evidence_weight`). Measured
+        on the shipped knowledge base (``benchmarks/results/small_tasks.md``, leave one
+        source out at 5-50 images per class), every value above 2 did worse than the
+        transferability score alone: the best-on-average extractor of the other sources
+        is a poor choice for an unseen one.
     ranks : bool, default=True
         Standardise the transferability scores' ranks (:func:`rank_standardise`) rather
         than their values (:func:`row_standardise`).

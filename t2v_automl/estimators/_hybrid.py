@@ -35,7 +35,6 @@ from t2v_automl.estimators._base import SelectorMixin
 from t2v_automl.estimators._baselines import BestOnAverage
 from t2v_automl.estimators._embedder import Task2VecEmbedder, embedder_params_from_meta
 from t2v_automl.estimators._gate import (
-    EVIDENCE_HALF,
     NOVELTY_CENTER,
     NOVELTY_STEEPNESS,
     evidence_blend,
@@ -174,20 +173,26 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         extractors (gate 1). None: no screen (every task is embedded). Needs the known
         tasks' domain embeddings: computed at :meth:`fit`, or the knowledge base's
         ``"domain"`` set in :meth:`from_knowledge` (a base without one disables the screen).
-    evidence_half : float or None, default=EVIDENCE_HALF
-        Where a transferability score is computed, it is first mixed with the known tasks'
+    evidence_half : float or None, default=None
+        When given, a computed transferability score is first mixed with the known tasks'
         best-on-average ranking (:attr:`global_prior_`) by
         :func:`~t2v_automl.estimators.evidence_blend`: the task's own ranking weighs
-        ``n / (n + evidence_half)`` for ``n`` training images per class. Small tasks from
-        unseen domains lean on what was best on average; large ones on their own
-        evidence. None: the transferability ranking alone (the behaviour before 0.2).
+        ``n / (n + evidence_half)`` for ``n`` training images per class, so small tasks
+        lean on what was best on average. None (default): the transferability ranking
+        alone. Off by default because on the shipped knowledge base, leaving one source
+        dataset out at 5-50 images per class, every value above 2 did worse than LogME
+        alone and the best-on-average extractor did worse still
+        (``benchmarks/results/small_tasks.md``); a knowledge base whose sources resemble
+        your tasks may differ.
     transfer_ranks : bool, default=True
         Mix the transferability score's ranks (robust to its scale) rather than its
         standardised values.
     prescreen : int or None, default=None
         Compute the transferability score for only this many candidates, those with the
         best :attr:`global_prior_` (the others rank below them on the transferability
-        side): fewer forward passes on novel tasks. None: every candidate.
+        side): fewer forward passes on novel tasks. None: every candidate. On the shipped
+        base it cut the cost on small unseen tasks by more than half and raised the regret
+        (``benchmarks/results/small_tasks.md``).
 
     Attributes
     ----------
@@ -231,7 +236,7 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
                  novelty_center: float = NOVELTY_CENTER,
                  novelty_steepness: float = NOVELTY_STEEPNESS, min_gate: float = 0.1,
                  domain_screen: float | None = 4.0,
-                 evidence_half: float | None = EVIDENCE_HALF, transfer_ranks: bool = True,
+                 evidence_half: float | None = None, transfer_ranks: bool = True,
                  prescreen: int | None = None) -> None:
         self.embedder = embedder
         self.selector = selector
