@@ -87,8 +87,8 @@ def evidence_blend(transfer: Any, global_prior: Any, images_per_class: Any, *,
         Images per class at which both weigh one half (:func:`evidence_weight`). Measured
         on the shipped knowledge base (``benchmarks/results/small_tasks.md``, leave one
         source out at 5-50 images per class), every value above 2 did worse than the
-        transferability score alone: the best-on-average extractor of the other sources
-        is a poor choice for an unseen one.
+        transferability score alone at 5 and 10 images per class: the best-on-average
+        extractor of the other sources is a poor choice for an unseen one.
     ranks : bool, default=True
         Standardise the transferability scores' ranks (:func:`rank_standardise`) rather
         than their values (:func:`row_standardise`).

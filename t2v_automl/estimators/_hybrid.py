@@ -180,8 +180,9 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         ``n / (n + evidence_half)`` for ``n`` training images per class, so small tasks
         lean on what was best on average. None (default): the transferability ranking
         alone. Off by default because on the shipped knowledge base, leaving one source
-        dataset out at 5-50 images per class, every value above 2 did worse than LogME
-        alone and the best-on-average extractor did worse still
+        dataset out, every value above 2 did worse than LogME alone at 5 and 10 images per
+        class (and no better beyond the CIs at 20-50), the best-on-average extractor
+        worse still
         (``benchmarks/results/small_tasks.md``); a knowledge base whose sources resemble
         your tasks may differ.
     transfer_ranks : bool, default=True
