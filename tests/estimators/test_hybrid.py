@@ -224,10 +224,10 @@ def test_evidence_weight_and_blend():
     by_value, _ = evidence_blend(transfer[:1], prior, [20.0], half=20.0, ranks=False)
     assert by_rank[0, 1] < by_value[0, 1]
     # a row without transferability scores stays undefined
-    none, _ = evidence_blend(np.full((1, 3), np.nan), prior, [5.0])
+    none, _ = evidence_blend(np.full((1, 3), np.nan), prior, [5.0], half=5.0)
     assert np.isnan(none).all()
     with pytest.raises(InvalidInputTypeError, match="global_prior"):
-        evidence_blend(transfer, prior[:2], [1.0, 1.0])
+        evidence_blend(transfer, prior[:2], [1.0, 1.0], half=5.0)
 
 
 def test_hybrid_mixes_the_global_prior_into_novel_tasks(known, digits):
