@@ -19,7 +19,7 @@ from torch import nn
 from t2v_automl._logging import logger
 from t2v_automl.exceptions import InvalidWeightsError, WeightsNotFoundError
 
-__all__ = ["load_state_dict", "package_file", "strict_load"]
+__all__ = ["load_state_dict", "package_file", "state_sha256", "strict_load"]
 
 #: What to do about a weight file that cannot be used, whatever its origin.
 _FIX = (
@@ -28,6 +28,21 @@ _FIX = (
     "for your own checkpoint, save it again with torch.save(model.state_dict(), path) "
     "(tensors only). Do not load a file you do not trust in a way that runs its code."
 )
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict: each key and the raw bytes of its tensor, in order.
+
+    Any dtype (bf16 included: the bytes are read as ``uint8``). The identity of a network
+    built in code (a random initialisation, a user's module) where there is no weight file.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def package_file(module: str, relpath: str, pip_name: str) -> Path:

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from t2v_automl._logging import logger
-from t2v_automl._weights import load_state_dict, strict_load
+from t2v_automl._weights import load_state_dict, state_sha256, strict_load
 from t2v_automl.exceptions import (
     InvalidInputTypeError,
     InvalidParameterError,
@@ -687,12 +687,11 @@ def _load_hf(name: str, repo: str, allow: bool) -> Backbone:
 
 # ----------------------------------------------------------------------------- dispatch
 def module_sha256(module: nn.Module) -> str:
-    """sha256 over a module's state dict (keys and raw bytes, in order)."""
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
+    """sha256 over a module's state dict (keys and raw bytes, in order; any dtype).
+
+    :func:`t2v_automl._weights.state_sha256`, the one implementation (also the probes').
+    """
+    return state_sha256(module)
 
 
 def _arch_scheme(arch: str) -> str:

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from t2v_automl._logging import logger
-from t2v_automl._weights import load_state_dict, package_file, strict_load
+from t2v_automl._weights import load_state_dict, package_file, state_sha256, strict_load
 from t2v_automl.exceptions import (
     DeviceFallbackWarning,
     InvalidInputTypeError,
@@ -486,16 +486,6 @@ def _build_tiny(weights: str | None):
     if weights is not None:
         strict_load(stages, load_state_dict(weights), weights)
     return stages, classifier, weights, state_sha256(stages)
-
-
-def state_sha256(module: nn.Module) -> str:
-    """sha256 over a module's state dict: each key and the raw bytes of its tensor, in order
-    (any dtype)."""
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 register_probe(ProbeSpec("mobilenet_v2", _build_mobilenet_v2, 224, 32, IMAGENET_MEAN,
