@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, int] = {
     "exceptions": 0, "_logging": 0, "_parallel": 0, "_validation": 0, "_weights": 0,
     "embedding": 0,
-    "tasks": 1, "images": 1, "distances": 1, "metrics": 1, "probes": 1, "models": 1,
+    "tasks": 1, "images": 1, "distances": 1, "metrics": 1, "probes": 1,
+    "transfer_scores": 1, "models": 1,
     "datasets": 2, "fisher": 2, "extractors": 2,
     "suites": 3, "transferability": 3, "knowledge": 3, "evaluation": 3,
     "estimators": 4,
