@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "datasets": 2, "fisher": 2, "extractors": 2,
     "suites": 3, "transferability": 3, "knowledge": 3, "evaluation": 3,
     "estimators": 4,
-    "building": 5, "plotting": 5,
+    "building": 5, "plotting": 5, "folders": 5,
     "integration": 6,
     "cli": 7, "__main__": 7,
 }

@@ -153,7 +153,7 @@ def test_task_folders_detects_the_layouts(folders: Path, tmp_path: Path) -> None
 
 
 def test_split_task_is_stratified_seeded_and_lazy(folders: Path) -> None:
-    from t2v_automl.building import split_task
+    from t2v_automl.folders import split_task
 
     task = Task.from_folder(folders / "plain", image_size=16)
     train, test = split_task(task, 0.25, seed=3)
@@ -175,7 +175,7 @@ def test_split_task_is_stratified_seeded_and_lazy(folders: Path) -> None:
 def test_build_from_folders_resumes_and_matches(folders: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import t2v_automl.evaluation as evaluation
-    from t2v_automl.building import build_knowledge_from_folders, folder_tasks
+    from t2v_automl.folders import build_knowledge_from_folders, folder_tasks
 
     tasks = folder_tasks(folders, image_size=32)
     assert [t.name for t in tasks] == ["plain", "split"]
@@ -216,8 +216,8 @@ def test_build_from_folders_resumes_and_matches(folders: Path, tmp_path: Path,
 
 
 def test_build_from_folders_bad_input(folders: Path, tmp_path: Path) -> None:
-    from t2v_automl.building import build_knowledge_from_folders, folder_tasks
     from t2v_automl.exceptions import ImageFolderError, InvalidTaskError
+    from t2v_automl.folders import build_knowledge_from_folders, folder_tasks
 
     _png_class(tmp_path / "one" / "a", 0, 3, 0)
     with pytest.raises(InvalidTaskError, match=r"one'.*at least 2 classes"):

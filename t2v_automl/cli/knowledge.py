@@ -3,7 +3,7 @@
 The statistics come from :mod:`t2v_automl.knowledge` (:func:`extractor_summary`,
 :func:`source_counts`, :func:`task_summary`); the build is
 :func:`t2v_automl.building.build_knowledge` (a suite) or
-:func:`t2v_automl.building.build_knowledge_from_folders` (``--tasks DIR...``), cached in
+:func:`t2v_automl.folders.build_knowledge_from_folders` (``--tasks DIR...``), cached in
 ``OUT.cache/`` unless ``--cache DIR`` or ``--no-cache`` says otherwise.
 """
 
@@ -201,7 +201,7 @@ class KnowledgeBuildCommand(Command):
         "Score extractors on every task (brute force: a linear head on each extractor's "
         "frozen features) and embed the tasks: t2v_automl.building.build_knowledge (the "
         "build of the shipped knowledge base, which also used --test-cap 500), or with "
-        "--tasks t2v_automl.building.build_knowledge_from_folders. Every evaluation and "
+        "--tasks t2v_automl.folders.build_knowledge_from_folders. Every evaluation and "
         "embedding is cached in OUT.cache/ (or --cache DIR): a killed build run again "
         "continues from there, and a rebuild with more extractors computes only theirs. "
         "OUT is written once, at the end, atomically.")
@@ -263,12 +263,9 @@ class KnowledgeBuildCommand(Command):
                 f"{', '.join(EXTRA_EMBEDDING_CHOICES)} (or 'none')."
             )
 
-        from t2v_automl.building import (
-            DEFAULT_EXTRA_EMBEDDINGS,
-            build_knowledge,
-            build_knowledge_from_folders,
-        )
+        from t2v_automl.building import DEFAULT_EXTRA_EMBEDDINGS, build_knowledge
         from t2v_automl.estimators import Task2VecEmbedder
+        from t2v_automl.folders import build_knowledge_from_folders
         device = args.device if args.device != "auto" else "cpu"
         common = {
             "embedder": Task2VecEmbedder(**embedder_params(args)),
