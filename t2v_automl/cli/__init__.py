@@ -77,6 +77,17 @@ def _take_sigint() -> bool:
 
 #: Whether this process is the program, with its SIGINT handling (see :func:`main`).
 _OWN_SIGINT = _take_sigint()
+#: Set by :func:`_keyboard_interrupt`: a Ctrl-C came during :func:`main`.
+_SIGINT_SEEN = [False]
+
+
+def _keyboard_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C inside :func:`main`: remember it, then raise ``KeyboardInterrupt`` as Python's
+    default handler does. A C extension being imported at that moment (numpy's) may turn
+    the ``KeyboardInterrupt`` into an ``ImportError``; :func:`main` still reports an
+    interruption."""
+    _SIGINT_SEEN[0] = True
+    raise KeyboardInterrupt
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -216,6 +227,14 @@ def _tolerant_streams() -> list[tuple[object, str]]:
     return changed
 
 
+def _interrupted() -> int:
+    """One line, exit 130; a further Ctrl-C ends the process with one line too."""
+    if _OWN_SIGINT:
+        signal.signal(signal.SIGINT, _interrupted_now)
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``t2v-automl``; return the exit code.
 
@@ -237,8 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = _tolerant_streams()
     start_run()
     try:
+        _SIGINT_SEEN[0] = False
         if _OWN_SIGINT:  # from here on Ctrl-C raises KeyboardInterrupt: cleanups run
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, _keyboard_interrupt)
         args = build_parser().parse_args(argv)
         verbose = bool(getattr(args, "verbose", 0))
         con = _finish_namespace(args)
@@ -254,11 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stdout_gone()
         return EXIT_OK
     except KeyboardInterrupt:
-        if _OWN_SIGINT:  # another Ctrl-C from now on: no traceback either
-            signal.signal(signal.SIGINT, _interrupted_now)
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except (T2VError, InvalidInputTypeError) as exc:
+        if _SIGINT_SEEN[0]:  # the Ctrl-C surfaced as another error
+            return _interrupted()
         if verbose:
             traceback.print_exc()
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -266,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if _SIGINT_SEEN[0]:  # e.g. numpy's import turning the Ctrl-C into an ImportError
+            return _interrupted()
         if verbose:
             traceback.print_exc()
         msg = printable(" ".join(str(exc).split()), keep="") or "(no message)"
