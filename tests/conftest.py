@@ -50,3 +50,12 @@ def make_digit_task(digits, classes, n_per_class=30, name=None, seed=0):
 @pytest.fixture(scope="session")
 def digit_tasks(digits):
     return [make_digit_task(digits, c) for c in [(0, 1), (2, 3), (4, 5, 6), (7, 8, 9)]]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = usefixtures("one_torch_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

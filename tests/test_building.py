@@ -19,15 +19,7 @@ from t2v_automl.exceptions import InvalidInputTypeError, InvalidParameterError, 
 from t2v_automl.knowledge import KnowledgeBase
 from t2v_automl.tasks import Task
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small_embedder() -> Task2VecEmbedder:
