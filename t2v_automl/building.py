@@ -463,9 +463,45 @@ def _embedders(embedder: Task2VecEmbedder | None,
     return {name: est.fit() for name, est in out.items()}
 
 
+def _reused(kb: KnowledgeBase | None, name: str, meta: Any
+            ) -> Callable[[Task], dict[str, Any] | None]:
+    """A lookup of the embeddings of set ``name`` that ``kb`` already holds for a task."""
+    if kb is None:
+        return lambda task: None
+    if name:
+        if name not in kb.extra_names or kb.extra_embeddings(name)[0] != meta:
+            return lambda task: None
+        values = kb.extra_embeddings(name)[1]
+    elif kb.meta != meta:
+        return lambda task: None
+    else:
+        values = kb.embeddings
+
+    def lookup(task: Task) -> dict[str, Any] | None:
+        if task.name not in kb:
+            return None
+        i = kb.index(task.name)
+        p = kb.provenance[i]
+        if p.get("train_fingerprint") != task.fingerprint:
+            return None
+        if name:
+            n_img = p.get("extra_embedding_n_images", {}).get(name)
+            t = p.get("extra_embed_time_s", {}).get(name)
+        else:
+            n_img, t = p.get("embedding_n_images"), float(kb.embed_time[i])
+        if n_img is None or t is None:
+            return None
+        return {"values": np.asarray(values[i], dtype=np.float64), "n_images": int(n_img),
+                "time_s": float(t)}
+
+    return lookup
+
+
 def _embed_all(tasks: Callable[[], Iterator[Task]], n_tasks: int, embedders: dict[str, Any],
-               memory: Any, n_jobs: int | None, verbose: int | bool) -> dict[str, Any]:
-    """Embed every training task with every embedder (cached when ``memory``)."""
+               memory: Any, n_jobs: int | None, verbose: int | bool,
+               reuse: KnowledgeBase | None = None) -> dict[str, Any]:
+    """Embed every training task with every embedder (cached when ``memory``; taken from
+    ``reuse`` where it holds the same task, same training images, same embedder)."""
     from joblib import Parallel, delayed
 
     digest = _code_digest()
@@ -477,9 +513,17 @@ def _embed_all(tasks: Callable[[], Iterator[Task]], n_tasks: int, embedders: dic
         logger.info("embedding set %r: %s", label, params)
         base = {"version": _EMBED_CACHE_VERSION, "params": params,
                 "meta": est.embedding_meta_.to_dict(), "code": digest}
-        jobs = (delayed(fn)({**base, "task": [t.name, t.fingerprint]}, t) for t in tasks())
-        res = list(progress(Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
-                            verbose=verbose, desc=f"embedding ({label})", total=n_tasks))
+        lookup = _reused(reuse, name, est.embedding_meta_)
+        found = {t.name: r for t in tasks() if (r := lookup(t)) is not None}
+        if found:
+            logger.info("embedding set %r: %d of %d tasks taken from the given knowledge base",
+                        label, len(found), n_tasks)
+        jobs = (delayed(fn)({**base, "task": [t.name, t.fingerprint]}, t) for t in tasks()
+                if t.name not in found)
+        computed = iter(progress(Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
+                                 verbose=verbose, desc=f"embedding ({label})",
+                                 total=n_tasks - len(found)))
+        res = [found[t.name] if t.name in found else next(computed) for t in tasks()]
         out[name] = {"meta": est.embedding_meta_, "params": params,
                      "values": np.stack([r["values"] for r in res]),
                      "n_images": [r["n_images"] for r in res],
@@ -544,6 +588,7 @@ def build_knowledge_details(
     n_jobs: int | None = None,
     memory: Any = None,
     verbose: int | bool = False,
+    reuse_embeddings: KnowledgeBase | None = None,
 ) -> KnowledgeBuild:
     """Build a knowledge base and keep what the build measured.
 
@@ -593,7 +638,7 @@ def build_knowledge_details(
     t0 = time.perf_counter()
     n = len(rows)
     emb = _embed_all(lambda: (st.train for st in itertools.islice(source(), n)), n, embs,
-                     mem, n_jobs, verbose)
+                     mem, n_jobs, verbose, reuse_embeddings)
     t_emb = time.perf_counter() - t0
     info = _extractor_info(names, input_size, C, device)
     kb = _assemble(rows, names, emb, eval_time, info, settings)
@@ -623,6 +668,7 @@ def build_knowledge(
     n_jobs: int | None = None,
     memory: Any = None,
     verbose: int | bool = False,
+    reuse_embeddings: KnowledgeBase | None = None,
 ) -> KnowledgeBase:
     """Score extractors on tasks, embed the tasks, and return the knowledge base.
 
@@ -671,6 +717,12 @@ def build_knowledge(
         knowledge base itself is only returned at the end: nothing half-built).
     verbose : int or bool, default=False
         tqdm progress bars.
+    reuse_embeddings : KnowledgeBase, optional
+        Take the embeddings (main and extra sets, with their recorded times) of the tasks
+        this base already holds — same name, same training images (its provenance's
+        ``train_fingerprint``), same embedder settings (equal ``EmbeddingMeta``) — instead
+        of computing them: adding extractors to a base's tasks costs only their
+        evaluation. Anything that differs is embedded as usual.
 
     Returns
     -------
@@ -693,4 +745,5 @@ def build_knowledge(
         embedder=embedder, extra_embeddings=extra_embeddings, input_size=input_size, C=C,
         test_cap=test_cap, device=device, share_features=share_features,
         evaluations=evaluations, n_jobs=n_jobs, memory=memory, verbose=verbose,
+        reuse_embeddings=reuse_embeddings,
     ).knowledge

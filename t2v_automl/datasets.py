@@ -12,12 +12,22 @@ name                      source (install)                          images
 ``"animal_mnist"``        PyPI ``animal-mnist`` (``--no-deps``)     10,000 (28, 28) grey
 ``"digits"``              scikit-learn                              1,797 (8, 8) grey
 ``"clipart"``             Debian ``openclipart-png``                ~7,000 (64, 64, 3) RGB
+``"emoji"``               Debian ``fonts-noto-color-emoji`` and     ~1,070 (64, 64, 3) RGB,
+                          ``unicode-data``                          ~49 subgroups
+``"wesnoth"``             Debian ``wesnoth-1.16-data``              ~3,700 (64, 64, 3) RGB,
+                                                                    ~63 race/pose classes
+``"oxygen"``              Debian ``oxygen-icon-theme``              ~590 (64, 64, 3) RGB,
+                                                                    8 categories
 ========================  =======================================  ======================
 
-Clip art is decoded from about 8,000 PNG files, which takes a minute or two, so the
-decoded arrays are cached on disk (under ``$T2V_AUTOML_CACHE`` or
-``~/.cache/t2v_automl``); the cache key covers the folder's file list, sizes and
-modification times and the loading settings, so a changed folder is decoded again.
+The last four are decoded (or, for emoji, rendered) from files once, which takes from
+seconds to a minute or two, so the decoded arrays are cached on disk (under
+``$T2V_AUTOML_CACHE`` or ``~/.cache/t2v_automl``); the cache key covers the source files'
+names, sizes and modification times and the loading settings, so a changed source is
+decoded again. The emoji, Wesnoth and Oxygen loaders live in
+:mod:`t2v_automl.datasets_debian`; the building blocks they share with clip art
+(:func:`scan_image_folders`, :func:`decode_items`, :func:`image_file_pool`,
+:func:`cache_key`, :func:`cached_pool`) are here.
 """
 
 from __future__ import annotations
@@ -30,10 +40,11 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,6 +68,10 @@ __all__ = [
     "InvalidParameterError",
     "FASHION_MNIST_ROOT",
     "CLIPART_ROOT",
+    "EMOJI_FONT",
+    "EMOJI_TEST",
+    "WESNOTH_ROOT",
+    "OXYGEN_ROOT",
     "FASHION_MNIST_CLASSES",
     "ANIMAL_MNIST_CLASSES",
 ]
@@ -65,6 +80,14 @@ __all__ = [
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 #: Where Debian's ``openclipart-png`` puts its category folders.
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
+#: Debian's ``fonts-noto-color-emoji``: the colour emoji font the ``"emoji"`` pool renders.
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+#: Debian's ``unicode-data``: the emoji list with their groups and subgroups.
+EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
+#: Debian's ``wesnoth-1.16-data``: the unit sprites, one folder per race.
+WESNOTH_ROOT = Path("/usr/share/games/wesnoth/1.16/data/core/images/units")
+#: Debian's ``oxygen-icon-theme``: the 64 px icons, one folder per category.
+OXYGEN_ROOT = Path("/usr/share/icons/oxygen/base/64x64")
 #: Fashion-MNIST's classes in label order (0..9), as short identifiers.
 FASHION_MNIST_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                          "sneaker", "bag", "ankle_boot")
@@ -84,25 +107,30 @@ class Pool:
     Attributes
     ----------
     name : str
-        The pool's name (``"fashion_mnist"``, ``"mnist"``, ``"animal_mnist"``,
-        ``"digits"`` or ``"clipart"``).
+        The pool's name (one of :func:`list_pools`).
     images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8
-        Grey or RGB pixels, 0..255 (clip art is composited onto white).
+        Grey or RGB pixels, 0..255 (clip art, emoji, Wesnoth and Oxygen are composited
+        onto white).
     labels : ndarray of shape (n,), int64
         Index into ``class_names`` of each image.
     class_names : tuple of str
-        The name of each label value (for clip art: the category folder, such as
-        ``"animals/mammals"``).
+        The name of each label value (clip art: the category folder, such as
+        ``"animals/mammals"``; emoji: the subgroup, such as ``"animal-mammal"``; Wesnoth:
+        ``"<race>/<pose>"``, such as ``"dwarves/ranged"``; Oxygen: the category folder).
     source : str
         Where the images were read from (a path or a package).
     official_test : ndarray of shape (n,), bool, or None
         True for images of the source's official test split, where it has one.
     super_labels : ndarray of shape (n,), int64, or None
-        Clip art only: index into ``super_class_names`` of each image's top-level folder.
+        Index into ``super_class_names`` of each image's super-class (clip art, emoji and
+        Wesnoth), else None.
     super_class_names : tuple of str or None
-        Clip art only: the super-categories (top-level folders such as ``"animals"``).
+        The super-classes: clip art's top-level folders (``"animals"``), the emoji groups
+        (``"Animals & Nature"``), the Wesnoth races (``"dwarves"``); else None.
     paths : tuple of str or None
-        Clip art only: each image's file path relative to the clip-art folder.
+        Where each image came from: the file path relative to the pool's folder (clip art,
+        Wesnoth, Oxygen) or the emoji's code points (``"1F600"``, ``"2764-FE0F"``); None
+        for the array pools.
     """
 
     name: str
@@ -132,7 +160,7 @@ class Pool:
 
     @property
     def super_categories(self) -> np.ndarray | None:
-        """The super-category name of each image (clip art), else None."""
+        """The super-class name of each image (clip art, emoji, Wesnoth), else None."""
         if self.super_labels is None or self.super_class_names is None:
             return None
         return np.asarray(self.super_class_names, dtype=object)[self.super_labels]
@@ -279,34 +307,104 @@ def _load_digits() -> Pool:
                 "sklearn.datasets.load_digits")
 
 
-# ---------------------------------------------------------------------- clip art
-def _scan_clipart(root: Path) -> dict[str, list[Path]]:
-    """Map each category (folder path relative to root) to its image files, sorted."""
+# ---------------------------------------------------------------------- building blocks
+# Shared by every pool decoded from image files or rendered (clip art here, emoji, Wesnoth
+# and Oxygen in t2v_automl.datasets_debian): settings, scanning, decoding, on-disk cache.
+class PoolItem(NamedTuple):
+    """One image to decode into a pool: its class, super-class, reported path and source.
+
+    ``source`` is what the decoder of :func:`decode_items` receives (a file path, or the
+    text of an emoji); ``path`` is what :attr:`Pool.paths` reports for it.
+    """
+
+    label: str
+    super_label: str | None
+    path: str
+    source: Any
+
+
+def check_pool_settings(image_size: Any, min_per_class: Any,
+                        min_name: str = "min_per_class") -> tuple[int, int]:
+    """Check the decoding settings of a file pool and return them as ints.
+
+    Parameters
+    ----------
+    image_size : int
+        The square side images are resized to: 8..1024.
+    min_per_class : int
+        The fewest readable images a class keeps: >= 2.
+    min_name : str, default="min_per_class"
+        The option's name in the messages (clip art calls it ``min_per_category``).
+
+    Returns
+    -------
+    tuple of int
+        ``(image_size, min_per_class)``.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) \
+            or not 8 <= int(image_size) <= 1024:
+        raise InvalidParameterError(
+            f"image_size must be an integer in 8..1024; got {image_size!r}."
+        )
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, int | np.integer) \
+            or int(min_per_class) < 2:
+        raise InvalidParameterError(
+            f"{min_name} must be an integer >= 2; got {min_per_class!r}."
+        )
+    return int(image_size), int(min_per_class)
+
+
+def scan_image_folders(root: Path, *, unique: bool = False) -> dict[str, list[Path]]:
+    """Map each folder under ``root`` (its path relative to root) to its image files.
+
+    Folders and files are sorted and hidden ones left out; files directly in ``root`` go
+    to ``"uncategorised"``. With ``unique``, a file reached twice (a symbolic link to
+    another file of the tree) is kept at its first place only.
+    """
     out: dict[str, list[Path]] = {}
+    seen: set[Path] = set()
+    n_links = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files = sorted(f for f in filenames
-                       if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+        files = [Path(dirpath) / f for f in sorted(filenames)
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        if unique:
+            kept = []
+            for f in files:
+                real = f.resolve()
+                if real in seen:
+                    n_links += 1
+                    continue
+                seen.add(real)
+                kept.append(f)
+            files = kept
         if files:
             rel = Path(dirpath).relative_to(root).as_posix()
-            out["uncategorised" if rel == "." else rel] = [Path(dirpath) / f for f in files]
+            out["uncategorised" if rel == "." else rel] = files
+    if n_links:
+        logger.debug("%d linked duplicate image file(s) under %s left out", n_links, root)
     return out
 
 
-def _clipart_cache_key(root: Path, by_category: dict[str, list[Path]], image_size: int,
-                       min_per_category: int) -> str:
+def cache_key(settings: Sequence[Any], files: Iterable[tuple[str, Path]]) -> str:
+    """A short digest of a pool's settings and its files' names, sizes and modification times.
+
+    Parameters
+    ----------
+    settings : sequence
+        JSON-serialisable values: a cache version, the source's path, the loading settings.
+    files : iterable of (str, Path)
+        Each input file with the name it is known by (e.g. its path relative to the root).
+    """
     h = hashlib.sha256()
-    h.update(json.dumps([_CLIPART_CACHE_VERSION, str(root.resolve()), image_size,
-                         min_per_category, MAX_IMAGE_PIXELS]).encode())
-    for cat in sorted(by_category):
-        for f in by_category[cat]:
-            st = f.stat()
-            h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                     .encode())
+    h.update(json.dumps(list(settings)).encode())
+    for name, f in files:
+        st = f.stat()
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (.npz) so that readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -325,78 +423,234 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def _pool_from_clipart_arrays(z: Any, root: Path) -> Pool:
+def _examples(items: Sequence[str], k: int = 5) -> str:
+    return "; ".join(items[:k]) + (" ..." if len(items) > k else "")
+
+
+def decode_items(what: str, where: str, items: Sequence[PoolItem],
+                 decode: Callable[[Any], np.ndarray | str], *, min_per_class: int,
+                 min_name: str = "min_per_class", deduplicate: bool = False,
+                 verbose: int | bool = False) -> dict[str, np.ndarray]:
+    """Decode labelled images into the arrays of a pool (what :func:`cached_pool` stores).
+
+    Classes with fewer than ``min_per_class`` items are not decoded. An item ``decode``
+    refuses (it returns the reason as a string) is skipped: one debug line each, then one
+    warning with the count and a few examples. A class left with fewer than
+    ``min_per_class`` readable images is dropped: one warning names them all.
+
+    Parameters
+    ----------
+    what : str
+        The pool in messages (``"clip-art"``, ``"emoji"``).
+    where : str
+        The source in messages (a folder or a file).
+    items : sequence of PoolItem
+        The images in pool order within each class; ``super_label`` is None for all items
+        of a pool without super-classes.
+    decode : callable
+        ``decode(item.source)`` → uint8 ``(S, S, 3)`` pixels, or why it cannot be used.
+    min_per_class : int
+    min_name : str, default="min_per_class"
+        The option's name in the messages.
+    deduplicate : bool, default=False
+        Keep only the first of images with identical decoded pixels (in item order, over
+        all classes), so that no image is in a task's training and test split twice over;
+        the others are counted in one log line and listed in ``duplicates``.
+    verbose : int or bool, default=False
+        A progress bar while decoding.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``images``, ``labels``, ``class_names``, ``paths``, ``skipped`` (``"path: reason"``),
+        ``duplicates`` (``"path: same pixels as path"``, with ``deduplicate``),
+        ``dropped`` (``"class (n images)"``) and, with super-classes, ``super_labels`` and
+        ``super_class_names``. Classes are sorted by name.
+
+    Raises
+    ------
+    DatasetFormatError
+        No class keeps ``min_per_class`` readable images.
+    """
+    sizes = Counter(it.label for it in items)
+    jobs = [it for it in items if sizes[it.label] >= min_per_class]
+    logger.info("decoding %d %s images in %d classes from %s (cached afterwards)", len(jobs),
+                what, len({it.label for it in jobs}), where)
+    decoded: dict[str, list[tuple[PoolItem, np.ndarray]]] = {}
+    skipped: list[str] = []
+    duplicates: list[str] = []
+    first_of: dict[bytes, str] = {}
+    for it in progress(jobs, verbose=verbose, desc=f"decoding {what}", total=len(jobs)):
+        arr = decode(it.source)
+        if isinstance(arr, str):
+            logger.debug("skipping %s image %s: %s", what, it.path, arr)
+            skipped.append(f"{it.path}: {arr}")
+            continue
+        if deduplicate:
+            digest = hashlib.sha256(arr.tobytes()).digest()
+            if digest in first_of:
+                duplicates.append(f"{it.path}: same pixels as {first_of[digest]}")
+                continue
+            first_of[digest] = it.path
+        decoded.setdefault(it.label, []).append((it, arr))
+    if duplicates:
+        logger.info("left out %d %s image(s) whose pixels repeat an earlier image's: %s",
+                    len(duplicates), what, _examples(duplicates))
+    if skipped:
+        logger.warning("skipped %d unreadable %s image(s) from %s (corrupt, truncated, "
+                       "oversized or blank): %s", len(skipped), what, where,
+                       _examples(skipped))
+    readable = {c: len(decoded.get(c, [])) for c in sizes}
+    kept = sorted(c for c, n in readable.items() if n >= min_per_class)
+    dropped = [f"{c} ({sizes[c]} images)" if sizes[c] < min_per_class
+               else f"{c} ({readable[c]} readable of {sizes[c]})"
+               for c in sorted(set(readable) - set(kept))]
+    if dropped:
+        logger.warning("dropping %d %s class(es) with fewer than %s=%d readable images: %s",
+                       len(dropped), what, min_name, min_per_class,
+                       _examples(dropped, 10))
+    if not kept:
+        raise DatasetFormatError(
+            f"no {what} class from {where!r} has >= {min_per_class} readable images "
+            f"({len(items)} images in {len(sizes)} classes, {len(skipped)} unreadable); "
+            f"lower {min_name} or check the source."
+        )
+    rows = [(i, it, arr) for i, c in enumerate(kept) for it, arr in decoded[c]]
+    out: dict[str, np.ndarray] = {
+        "images": np.stack([arr for _, _, arr in rows]).astype(np.uint8),
+        "labels": np.asarray([i for i, _, _ in rows], dtype=np.int64),
+        "class_names": np.asarray(kept, dtype=str),
+        "paths": np.asarray([it.path for _, it, _ in rows], dtype=str),
+        "skipped": np.asarray(skipped, dtype=str),
+        "dropped": np.asarray(dropped, dtype=str),
+    }
+    if deduplicate:
+        out["duplicates"] = np.asarray(duplicates, dtype=str)
+    if rows[0][1].super_label is not None:
+        supers = sorted({str(it.super_label) for _, it, _ in rows})
+        out["super_labels"] = np.asarray([supers.index(str(it.super_label))
+                                          for _, it, _ in rows], dtype=np.int64)
+        out["super_class_names"] = np.asarray(supers, dtype=str)
+    return out
+
+
+def _pool_from_arrays(name: str, z: Any, source: str) -> Pool:
+    has_super = "super_labels" in z
     return Pool(
-        "clipart", np.asarray(z["images"], dtype=np.uint8), np.asarray(z["labels"], np.int64),
-        tuple(str(s) for s in z["class_names"]), str(root),
-        super_labels=np.asarray(z["super_labels"], dtype=np.int64),
-        super_class_names=tuple(str(s) for s in z["super_class_names"]),
+        name, np.asarray(z["images"], dtype=np.uint8), np.asarray(z["labels"], np.int64),
+        tuple(str(s) for s in z["class_names"]), source,
+        super_labels=np.asarray(z["super_labels"], dtype=np.int64) if has_super else None,
+        super_class_names=(tuple(str(s) for s in z["super_class_names"]) if has_super
+                           else None),
         paths=tuple(str(s) for s in z["paths"]),
     )
 
 
-def _decode_clipart(root: Path, by_category: dict[str, list[Path]], image_size: int,
-                    min_per_category: int, verbose: int | bool) -> dict[str, np.ndarray]:
-    from PIL import Image
+def cached_pool(name: str, what: str, source: str, build: Callable[[], dict[str, np.ndarray]],
+                *, key: str | None, image_size: int,
+                cache_dir: str | os.PathLike[str] | None = None) -> Pool:
+    """The pool from its cache file, or built by ``build()`` and cached atomically.
 
-    candidates = {c: fs for c, fs in by_category.items() if len(fs) >= min_per_category}
-    n_files = sum(len(fs) for fs in candidates.values())
-    logger.info("decoding %d clip-art files in %d categories under %s (cached afterwards)",
-                n_files, len(candidates), root)
-    decoded: dict[str, list[tuple[str, np.ndarray]]] = {c: [] for c in candidates}
-    skipped: list[str] = []
-    jobs = [(c, f) for c in sorted(candidates) for f in candidates[c]]
-    for cat, f in progress(jobs, verbose=verbose, desc="decoding clip art", total=len(jobs)):
-        arr = read_image(f, image_size, Image)
-        rel = f.relative_to(root).as_posix()
-        if isinstance(arr, str):
-            logger.warning("skipping clip-art file %s: %s", f, arr)
-            skipped.append(f"{rel}: {arr}")
-            continue
-        decoded[cat].append((rel, arr))
-    kept = sorted(c for c, items in decoded.items() if len(items) >= min_per_category)
-    for c in sorted(set(decoded) - set(kept)):
-        logger.warning("dropping clip-art category %r: %d readable images, fewer than "
-                       "min_per_category=%d", c, len(decoded[c]), min_per_category)
-    supers = sorted({c.split("/", 1)[0] for c in kept})
-    images, labels, super_labels, paths = [], [], [], []
-    for i, c in enumerate(kept):
-        s = supers.index(c.split("/", 1)[0])
-        for rel, arr in decoded[c]:
-            images.append(arr)
-            labels.append(i)
-            super_labels.append(s)
-            paths.append(rel)
-    if not images:
-        raise DatasetFormatError(
-            f"no clip-art category under {str(root)!r} has >= {min_per_category} readable "
-            "images; lower min_per_category or check the folder."
-        )
-    return {
-        "images": np.stack(images).astype(np.uint8),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "class_names": np.asarray(kept, dtype=str),
-        "super_labels": np.asarray(super_labels, dtype=np.int64),
-        "super_class_names": np.asarray(supers, dtype=str),
-        "paths": np.asarray(paths, dtype=str),
-        "skipped": np.asarray(skipped, dtype=str),
-    }
+    Parameters
+    ----------
+    name : str
+        The pool's name; the cache file is ``<name>-<S>px-<key>.npz``.
+    what : str
+        The pool in messages.
+    source : str
+        :attr:`Pool.source`.
+    build : callable
+        Returns the arrays of :func:`decode_items`.
+    key : str or None
+        The :func:`cache_key` of the sources and settings; None: no cache.
+    image_size : int
+    cache_dir : path-like, optional
+        Default :func:`default_cache_dir`.
+
+    Notes
+    -----
+    An unreadable cache file is ignored with a warning and written again; a cache that
+    cannot be written leaves a warning and the decoded pool.
+    """
+    path: Path | None = None
+    if key is not None:
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = folder / f"{name}-{image_size}px-{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    pool = _pool_from_arrays(name, z, source)
+                    left = {k: int(z[k].shape[0]) for k in ("skipped", "dropped") if k in z}
+                logger.debug("loaded the %s pool from the cache %s", what, path)
+                notes = [f"{n} {k}" for k, n in (("unreadable image(s) skipped",
+                                                  left.get("skipped", 0)),
+                                                 ("small class(es) dropped",
+                                                  left.get("dropped", 0))) if n]
+                if notes:
+                    logger.info("the %s cache %s was built with %s", what, path,
+                                " and ".join(notes))
+                return pool
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                logger.warning("ignoring unreadable %s cache %s (%s: %s); decoding again",
+                               what, path, type(exc).__name__, exc)
+    arrays = build()
+    if path is not None:
+        try:
+            atomic_savez(path, arrays)
+            logger.info("cached the decoded %s pool in %s", what, path)
+        except OSError as exc:
+            logger.warning("could not write the %s cache %s (%s); it will be decoded again "
+                           "next time. Set %s to a writable folder.", what, path, exc,
+                           _CACHE_ENV)
+    return _pool_from_arrays(name, arrays, source)
 
 
+def image_file_pool(name: str, what: str, base: Path, items: Sequence[PoolItem], version: int,
+                    *, image_size: int, min_per_class: int, min_name: str = "min_per_class",
+                    cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+                    deduplicate: bool = False, verbose: int | bool = False) -> Pool:
+    """A pool of image files under ``base``, read by :func:`t2v_automl.images.read_image`.
+
+    Decoded once and cached (:func:`cached_pool`) under a key of ``version``, the folder,
+    the settings, :data:`t2v_automl.images.MAX_IMAGE_PIXELS` and the files' names (their
+    ``path``), sizes and modification times.
+
+    Parameters
+    ----------
+    name, what : str
+        The pool's name and its name in messages.
+    base : Path
+        The pool's folder (:attr:`Pool.source`).
+    items : sequence of PoolItem
+        ``source`` is the file.
+    version : int
+        The loader's cache version: bump it when the same files would now decode otherwise.
+    image_size, min_per_class, min_name, cache, cache_dir, deduplicate, verbose
+        See :func:`decode_items` and :func:`cached_pool`.
+    """
+    settings: list[Any] = [version, str(base.resolve()), image_size, min_per_class,
+                           MAX_IMAGE_PIXELS] + (["deduplicate"] if deduplicate else [])
+    key = cache_key(settings, [(it.path, it.source) for it in items]) if cache else None
+
+    def build() -> dict[str, np.ndarray]:
+        from PIL import Image
+
+        return decode_items(what, str(base), items, lambda f: read_image(f, image_size, Image),
+                            min_per_class=min_per_class, min_name=min_name,
+                            deduplicate=deduplicate, verbose=verbose)
+
+    return cached_pool(name, what, str(base), build, key=key, image_size=image_size,
+                       cache_dir=cache_dir)
+
+
+# ---------------------------------------------------------------------- clip art
 def _load_clipart(root: str | os.PathLike[str] | None = None, *, image_size: int = 64,
                   min_per_category: int = 20, cache: bool = True,
                   cache_dir: str | os.PathLike[str] | None = None,
                   verbose: int | bool = False) -> Pool:
     base = Path(root) if root is not None else CLIPART_ROOT
-    if not isinstance(image_size, int | np.integer) or not 8 <= int(image_size) <= 1024:
-        raise InvalidParameterError(
-            f"image_size must be an integer in 8..1024; got {image_size!r}."
-        )
-    if not isinstance(min_per_category, int | np.integer) or int(min_per_category) < 2:
-        raise InvalidParameterError(
-            f"min_per_category must be an integer >= 2; got {min_per_category!r}."
-        )
-    image_size, min_per_category = int(image_size), int(min_per_category)
+    image_size, min_per_category = check_pool_settings(image_size, min_per_category,
+                                                       "min_per_category")
     if not base.is_dir():
         raise DatasetNotFoundError(
             f"the clip art is not installed: {str(base)!r} is not a folder (expected the "
@@ -404,40 +658,29 @@ def _load_clipart(root: str | os.PathLike[str] | None = None, *, image_size: int
             "`apt-get install -y openclipart-png` (as root), or pass root= a folder laid out "
             "as <category>/<image>.png."
         )
-    by_category = _scan_clipart(base)
+    by_category = scan_image_folders(base)
     if not by_category:
         raise DatasetNotFoundError(
             f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(base)!r}; expected "
             "category folders of PNG files (Debian package openclipart-png)."
         )
-    path: Path | None = None
-    if cache:
-        key = _clipart_cache_key(base, by_category, image_size, min_per_category)
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = folder / f"clipart-{image_size}px-{key}.npz"
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    pool = _pool_from_clipart_arrays(z, base)
-                    n_skipped = int(z["skipped"].shape[0])
-                logger.debug("loaded clip art from cache %s", path)
-                if n_skipped:
-                    logger.info("%d clip-art file(s) were skipped as unreadable or oversized "
-                                "when the cache %s was built", n_skipped, path)
-                return pool
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-                logger.warning("ignoring unreadable clip-art cache %s (%s: %s); decoding again",
-                               path, type(exc).__name__, exc)
-    arrays = _decode_clipart(base, by_category, image_size, min_per_category, verbose)
-    if path is not None:
-        try:
-            _atomic_savez(path, arrays)
-            logger.info("cached decoded clip art in %s", path)
-        except OSError as exc:
-            logger.warning("could not write the clip-art cache %s (%s); it will be decoded "
-                           "again next time. Set %s to a writable folder.", path, exc,
-                           _CACHE_ENV)
-    return _pool_from_clipart_arrays(arrays, base)
+    items = [PoolItem(c, c.split("/", 1)[0], f.relative_to(base).as_posix(), f)
+             for c in sorted(by_category) for f in by_category[c]]
+    return image_file_pool("clipart", "clip-art", base, items, _CLIPART_CACHE_VERSION,
+                           image_size=image_size, min_per_class=min_per_category,
+                           min_name="min_per_category", cache=cache, cache_dir=cache_dir,
+                           verbose=verbose)
+
+
+def _debian_pool(loader: str) -> Callable[..., Pool]:
+    """A loader of :mod:`t2v_automl.datasets_debian`, imported when first called."""
+    def load(**options: Any) -> Pool:
+        from t2v_automl import datasets_debian  # it imports this module: no import cycle
+
+        return getattr(datasets_debian, loader)(**options)
+
+    load.__name__ = loader
+    return load
 
 
 _LOADERS: dict[str, Callable[..., Pool]] = {
@@ -446,6 +689,9 @@ _LOADERS: dict[str, Callable[..., Pool]] = {
     "animal_mnist": _load_animal_mnist,
     "digits": _load_digits,
     "clipart": _load_clipart,
+    "emoji": _debian_pool("load_emoji"),
+    "wesnoth": _debian_pool("load_wesnoth"),
+    "oxygen": _debian_pool("load_oxygen"),
 }
 
 
@@ -459,17 +705,30 @@ def load_pool(name: str, **options: Any) -> Pool:
 
     Parameters
     ----------
-    name : {"fashion_mnist", "mnist", "animal_mnist", "digits", "clipart"}
+    name : {"fashion_mnist", "mnist", "animal_mnist", "digits", "clipart", "emoji", \
+"wesnoth", "oxygen"}
     **options
         Source-specific settings:
 
         - ``"fashion_mnist"``: ``root`` (folder of the four IDX ``.gz`` files; default
           ``/usr/share/datasets/fashion-mnist``).
         - ``"clipart"``: ``root`` (default ``/usr/share/openclipart/png``),
-          ``image_size=64`` (images are resized to a square of this side as they are
-          read), ``min_per_category=20`` (categories with fewer readable images are
-          dropped), ``cache=True``, ``cache_dir`` (default :func:`default_cache_dir`),
+          ``image_size=64`` (images are resized to a square of this side, 8..1024, as
+          they are read), ``min_per_category=20`` (categories with fewer readable images
+          are dropped), ``cache=True``, ``cache_dir`` (default :func:`default_cache_dir`),
           ``verbose=False`` (a progress bar while decoding).
+        - ``"emoji"``: ``root`` (the font file, default :data:`EMOJI_FONT`),
+          ``emoji_test`` (default :data:`EMOJI_TEST`), ``image_size=64``,
+          ``min_per_class=12``, ``cache``, ``cache_dir``, ``verbose``. The fully-qualified
+          emoji of one code point (and an optional U+FE0F), without skin tones; class =
+          subgroup, super-class = group.
+        - ``"wesnoth"``: ``root`` (the ``units`` folder, default :data:`WESNOTH_ROOT`),
+          ``image_size=64``, ``min_per_class=20``, ``cache``, ``cache_dir``, ``verbose``.
+          Class = ``"<race>/<pose>"`` (the pose from the file name,
+          :func:`t2v_automl.datasets_debian.wesnoth_pose`), super-class = race.
+        - ``"oxygen"``: ``root`` (the ``64x64`` folder, default :data:`OXYGEN_ROOT`),
+          ``image_size=64``, ``min_per_class=10``, ``cache``, ``cache_dir``, ``verbose``.
+          Class = category folder.
 
     Returns
     -------
@@ -486,19 +745,23 @@ def load_pool(name: str, **options: Any) -> Pool:
 
     Notes
     -----
-    Clip-art files are decoded by the rule of :mod:`t2v_automl.images` (16-bit images
-    scaled by their bit depth, alpha and colour-key transparency composited onto white);
-    files that cannot be decoded, or whose pixel count exceeds
-    :data:`t2v_automl.images.MAX_IMAGE_PIXELS` (decompression bombs), are skipped with a
-    logged warning.
+    Clip-art, Wesnoth and Oxygen files are decoded by the rule of
+    :mod:`t2v_automl.images` (16-bit images scaled by their bit depth, alpha and
+    colour-key transparency composited onto white); files that cannot be decoded, or
+    whose pixel count exceeds :data:`t2v_automl.images.MAX_IMAGE_PIXELS` (decompression
+    bombs), and emoji that render blank (missing from the font) are skipped with one
+    logged warning that counts them. A file linked twice (Oxygen's aliases) is read once
+    for Wesnoth and Oxygen. These pools are cached on disk after the first load.
     """
     if name not in _LOADERS:
         raise UnknownNameError(
             f"unknown image pool {name!r}; expected one of {', '.join(_LOADERS)}."
         )
+    files = {"root", "image_size", "min_per_class", "cache", "cache_dir", "verbose"}
     allowed = {"fashion_mnist": {"root"},
-               "clipart": {"root", "image_size", "min_per_category", "cache", "cache_dir",
-                           "verbose"}}.get(name, set())
+               "clipart": files - {"min_per_class"} | {"min_per_category"},
+               "emoji": files | {"emoji_test"}, "wesnoth": files,
+               "oxygen": files}.get(name, set())
     extra = sorted(set(options) - allowed)
     if extra:
         raise InvalidInputTypeError(

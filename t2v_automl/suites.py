@@ -31,6 +31,18 @@ Suites
     relabel tasks: two image pools per source, 15 or 40 training images per source class
     (clip art: 15 or 20 per category, 4 super-categories x 2 categories), 100 test images
     per source class.
+``"v2"``
+    The 189 tasks of ``"default"`` (the same tasks, image for image) and 59 from three
+    more domains: the Noto colour emoji (classes: Unicode subgroups, super-classes: groups),
+    Battle for Wesnoth unit sprites (classes: race/pose, super-classes: races) and the
+    Oxygen icons (classes: categories). 39 subset tasks (pairs and 3-5-way subsets of
+    classes with at least 30 images) and 20 relabel tasks: per domain two image pools,
+    emoji as clip art (4 groups x 2 subgroups: ``category``, ``super-category``,
+    ``cross-grouping``, ``super-pairs``), Wesnoth sprites as a grid of 3 races x 3 poses
+    labelled by ``category`` (race/pose), ``super-category`` (race) and ``pose``, Oxygen's
+    7 categories of at least 30 icons by ``category``, ``kind`` and ``arbitrary-parity``
+    (10 / 6 training images per class for emoji's pools a / b, 15 / 30 for Wesnoth's,
+    15 / 8 for Oxygen's: the pools of a domain never hold the same images).
 ``"mini"``
     10 small tasks from scikit-learn's digits only (always installed): 6 subset tasks
     and 4 label functions over one image pool; for tests and demos.
@@ -54,14 +66,14 @@ from t2v_automl.datasets import (
     DatasetNotFoundError,
     InvalidParameterError,
     Pool,
-    list_pools,
     load_pool,
 )
 from t2v_automl.exceptions import InvalidTaskError, UnknownNameError
 from t2v_automl.tasks import Task
 
 __all__ = ["SuiteTask", "make_suite", "iter_suite", "list_suites", "LABEL_FUNCTIONS",
-           "MAX_TRAIN_PER_CLASS"]
+           "MAX_TRAIN_PER_CLASS", "DEFAULT_POOLS", "NEW_DOMAIN_POOLS", "pool_label_function",
+           "source_task"]
 
 #: At most this many images of each class are reserved for training: a class of ``n``
 #: images (in a pool without an official test split) reserves
@@ -71,8 +83,15 @@ MAX_TRAIN_PER_CLASS = 60
 _SUITES = {
     "default": "189 tasks: class subsets and relabellings of Fashion-MNIST, the MNIST subset, "
                "Animal-MNIST, sklearn digits and clip art",
+    "v2": "248 tasks: the default suite's 189 and 59 from three more domains (Noto colour "
+          "emoji, Wesnoth unit sprites, Oxygen icons)",
     "mini": "10 small tasks from sklearn digits (subsets and relabellings); for tests and demos",
 }
+
+#: The image pools of the ``"default"`` suite (``"v2"`` adds :data:`NEW_DOMAIN_POOLS`).
+DEFAULT_POOLS = ("fashion_mnist", "mnist", "animal_mnist", "digits", "clipart")
+#: The three domains that suite ``"v2"`` adds.
+NEW_DOMAIN_POOLS = ("emoji", "wesnoth", "oxygen")
 
 
 def _grouping(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -80,6 +99,8 @@ def _grouping(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
 
 
 _DIGITS = tuple(str(d) for d in range(10))
+#: Oxygen's categories with at least 30 icons at 64 px (its relabel pools use these).
+_OXYGEN_CLASSES = ("actions", "apps", "categories", "devices", "mimetypes", "places", "status")
 _DIGIT_FUNCTIONS: dict[str, dict[str, str]] = {
     "digit": {d: d for d in _DIGITS},
     "parity": {d: ("even" if int(d) % 2 == 0 else "odd") for d in _DIGITS},
@@ -125,6 +146,14 @@ LABEL_FUNCTIONS: dict[str, dict[str, dict[str, str]]] = {
             "aves": ("bird",)}),
         "arbitrary-parity": {c: ("group_a" if i % 2 == 0 else "group_b")
                              for i, c in enumerate(ANIMAL_MNIST_CLASSES)},
+    },
+    "oxygen": {
+        "category": {c: c for c in _OXYGEN_CLASSES},
+        "kind": _grouping({"content": ("mimetypes", "places", "categories"),
+                           "program": ("apps",),
+                           "interface": ("actions", "status", "devices")}),
+        "arbitrary-parity": {c: ("group_a" if i % 2 == 0 else "group_b")
+                             for i, c in enumerate(_OXYGEN_CLASSES)},
     },
 }
 
@@ -323,7 +352,12 @@ class _Builder:
 
     def clipart_relabel(self, tag: str, n_train: int, n_test_per_class: int,
                         n_super: int = 4, min_images: int = 40) -> None:
-        pool = self.pools["clipart"]
+        self.super_relabel("clipart", tag, n_train, n_test_per_class, n_super, min_images)
+
+    def super_relabel(self, source: str, tag: str, n_train: int, n_test_per_class: int,
+                      n_super: int = 4, min_images: int = 40) -> None:
+        """Two classes from each of ``n_super`` super-classes, four label functions."""
+        pool = self.pools[source]
         assert pool.super_labels is not None and pool.super_class_names is not None
         counts = np.bincount(pool.labels, minlength=pool.n_classes)
         by_super: dict[int, list[int]] = {}
@@ -333,10 +367,10 @@ class _Builder:
                 by_super.setdefault(s, []).append(c)
         supers = sorted(s for s, cs in by_super.items() if len(cs) >= 2)
         if len(supers) < 2:
-            logger.warning("clip art has fewer than 2 super-categories with 2 categories of "
-                           ">= %d images; no clip-art relabel pool %r", min_images, tag)
+            logger.warning("%s has fewer than 2 super-categories with 2 categories of "
+                           ">= %d images; no relabel pool %r", source, min_images, tag)
             return
-        rng = _rng(self.seed, "clipart", "relabel", tag)
+        rng = _rng(self.seed, source, "relabel", tag)
         chosen_supers = sorted(int(s) for s in rng.choice(supers, min(n_super, len(supers)),
                                                           replace=False))
         classes: list[int] = []
@@ -350,9 +384,38 @@ class _Builder:
                 superc[name] = pool.super_class_names[s]
                 cross[name] = "group_a" if i == 0 else "group_b"
                 pairs[name] = "group_a" if j < len(chosen_supers) // 2 else "group_b"
-        self.relabel("clipart", tag, classes, n_train, n_test_per_class,
+        self.relabel(source, tag, classes, n_train, n_test_per_class,
                      {"category": category, "super-category": superc,
                       "cross-grouping": cross, "super-pairs": pairs})
+
+    def grid_relabel(self, source: str, tag: str, n_rows: int, n_cols: int, n_train: int,
+                     n_test_per_class: int, min_images: int = 30) -> None:
+        """A grid of super-classes x class suffixes (Wesnoth: races x poses), all cells
+        present with ``min_images``; labelled by cell, by row and by column."""
+        pool = self.pools[source]
+        counts = pool.class_counts()
+        cells = {tuple(c.split("/", 1)) for c, k in counts.items()
+                 if "/" in c and k >= min_images}
+        rows = sorted({r for r, _ in cells})
+        rng = _rng(self.seed, source, "grid", tag)
+        best: tuple[list[str], list[str]] | None = None
+        for _ in range(2000):  # random search for a complete grid
+            rr = sorted(str(r) for r in rng.choice(rows, min(n_rows, len(rows)), replace=False))
+            cols = sorted(set.intersection(*({c for r2, c in cells if r2 == r} for r in rr)))
+            if len(cols) >= n_cols:
+                best = (rr, sorted(str(c) for c in rng.choice(cols, n_cols, replace=False)))
+                break
+        if best is None:
+            logger.warning("%s has no complete %dx%d grid of classes with >= %d images; no "
+                           "relabel pool %r", source, n_rows, n_cols, min_images, tag)
+            return
+        rr, cc = best
+        names = [f"{r}/{c}" for r in rr for c in cc]
+        index = {n: i for i, n in enumerate(pool.class_names)}
+        self.relabel(source, tag, [index[n] for n in names], n_train, n_test_per_class,
+                     {"category": {n: n for n in names},
+                      "super-category": {n: n.split("/", 1)[0] for n in names},
+                      "pose": {n: n.split("/", 1)[1] for n in names}})
 
 
 def _short_names(pool: Pool) -> list[str]:
@@ -417,6 +480,36 @@ def _plan_default(b: _Builder) -> None:
         b.clipart_relabel("b", 20, 100)
 
 
+def _plan_new_domains(b: _Builder) -> None:
+    """Suite ``"v2"``'s tasks from the emoji, Wesnoth and Oxygen pools."""
+    max_test, max_test_pc = 1000, 250
+    for source, (n_pairs, n_small) in {"emoji": (8, 6), "wesnoth": (8, 6),
+                                       "oxygen": (6, 5)}.items():
+        if source in b.pools:
+            counts = np.bincount(b.pools[source].labels, minlength=b.pools[source].n_classes)
+            eligible = [c for c in range(b.pools[source].n_classes) if counts[c] >= 30]
+            b.random_subsets(source, n_pairs, n_small, max_test, max_test_pc,
+                             eligible=eligible)
+    if "emoji" in b.pools:  # small subgroups: the two pools differ in classes and size
+        b.super_relabel("emoji", "a", 10, 100, min_images=20)
+        b.super_relabel("emoji", "b", 6, 100, min_images=20)
+    if "wesnoth" in b.pools:
+        b.grid_relabel("wesnoth", "a", 3, 3, 15, 100)
+        b.grid_relabel("wesnoth", "b", 3, 3, 30, 100)
+    if "oxygen" in b.pools:
+        pool = b.pools["oxygen"]
+        classes = [pool.class_names.index(c) for c in _OXYGEN_CLASSES if c in pool.class_names]
+        functions = {f: {c: m[c] for c in (pool.class_names[i] for i in classes)}
+                     for f, m in LABEL_FUNCTIONS["oxygen"].items()}
+        b.relabel("oxygen", "a", classes, 15, 100, functions)
+        b.relabel("oxygen", "b", classes, 8, 100, functions)  # other images: a 15 / 8 split
+
+
+def _plan_v2(b: _Builder) -> None:
+    _plan_default(b)
+    _plan_new_domains(b)
+
+
 def _plan_mini(b: _Builder) -> None:
     b.random_subsets("digits", 4, 2, 90, 30, sizes=(10,))
     funcs = {k: LABEL_FUNCTIONS["digits"][k]
@@ -424,7 +517,9 @@ def _plan_mini(b: _Builder) -> None:
     b.relabel("digits", "a", list(range(10)), 8, 20, funcs)
 
 
-_PLANS = {"default": (_plan_default, tuple(list_pools())), "mini": (_plan_mini, ("digits",))}
+_PLANS = {"default": (_plan_default, DEFAULT_POOLS),
+          "v2": (_plan_v2, DEFAULT_POOLS + NEW_DOMAIN_POOLS),
+          "mini": (_plan_mini, ("digits",))}
 
 
 def list_suites() -> dict[str, str]:
@@ -606,7 +701,9 @@ def make_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
     Returns
     -------
     list of SuiteTask
-        Tasks of the ``"subset"`` kind first, pool by pool, then the ``"relabel"`` tasks.
+        In the plan's order: for ``"default"``, the ``"subset"`` tasks first, pool by
+        pool, then the ``"relabel"`` tasks; ``"v2"`` appends the new domains' subset
+        tasks, then their relabel tasks.
 
     Raises
     ------
@@ -624,3 +721,102 @@ def make_suite(name: str = "default", seed: int = 0, *, pools: Sequence[str] | N
                            pool_options=pool_options, verbose=verbose,
                            train_per_class=train_per_class, train_draw=train_draw,
                            tasks=tasks))
+
+
+def pool_label_function(pool: Pool, function: str) -> dict[str, str]:
+    """A label function over every class of ``pool``: ``{class name: label}``.
+
+    Parameters
+    ----------
+    pool : Pool
+    function : str
+        ``"category"`` (the pool's own classes), ``"super-category"`` (clip art's top
+        folders, emoji groups, Wesnoth races), ``"pose"`` (Wesnoth: the part of the class
+        name after ``/``) or a name of :data:`LABEL_FUNCTIONS` for the pool (e.g.
+        ``"parity"`` for ``"mnist"``).
+
+    Returns
+    -------
+    dict of str to str
+        Classes the function does not label (e.g. Oxygen's ``emotes``) are left out.
+
+    Raises
+    ------
+    UnknownNameError
+        The pool has no such label function.
+    """
+    names = list(pool.class_names)
+    if function == "category":
+        return {c: c for c in names}
+    if function == "super-category" and pool.super_labels is not None:
+        assert pool.super_class_names is not None
+        first = {int(lab): int(pool.super_labels[i])
+                 for i, lab in reversed(list(enumerate(pool.labels)))}
+        return {c: pool.super_class_names[first[i]] for i, c in enumerate(names) if i in first}
+    if function == "pose" and all("/" in c for c in names):
+        return {c: c.split("/", 1)[1] for c in names}
+    table = LABEL_FUNCTIONS.get(pool.name, {})
+    if function in table:
+        return {c: table[function][c] for c in names if c in table[function]}
+    known = ["category"] + (["super-category"] if pool.super_labels is not None else []) + (
+        ["pose"] if all("/" in c for c in names) else []) + list(table)
+    raise UnknownNameError(
+        f"pool {pool.name!r} has no label function {function!r}; expected one of "
+        f"{', '.join(known)}.")
+
+
+def source_task(pool: Pool | str, function: str = "category", *, seed: int = 0,
+                max_per_class: int = 100, min_per_class: int = 2,
+                name: str | None = None) -> Task:
+    """The task an *expert* is trained on: a pool's training reserve, relabelled.
+
+    The images are those the suites reserve for training (the same ``seed``), so no
+    test image of any suite task of that seed is among them: an expert trained on this
+    task can be evaluated on the suite's test splits.
+
+    Parameters
+    ----------
+    pool : Pool or str
+        The image pool (or its name for :func:`~t2v_automl.datasets.load_pool`).
+    function : str, default="category"
+        A label function of :func:`pool_label_function`.
+    seed : int, default=0
+        The suite seed whose reserves are used.
+    max_per_class : int, default=100
+        At most this many images of each source class (the first of its shuffled
+        training reserve).
+    min_per_class : int, default=2
+        Source classes with fewer reserved images are left out.
+    name : str, optional
+        The task's name (default ``"<pool>/<function>"``).
+
+    Returns
+    -------
+    Task
+        With ``provenance`` ``{"kind": "source", "source_dataset", "label_function",
+        "label_map", "seed", "n_per_source_class"}``.
+    """
+    if isinstance(pool, str):
+        pool = load_pool(pool)
+    max_per_class = check_int(max_per_class, "max_per_class", 1)
+    mapping = pool_label_function(pool, function)
+    train_res, _ = _reserves(pool, int(seed))
+    idx, used = [], {}
+    for c, cname in enumerate(pool.class_names):
+        if cname in mapping and train_res[c].shape[0] >= min_per_class:
+            take = train_res[c][:max_per_class]
+            idx.append(take)
+            used[cname] = mapping[cname]
+    if len(set(used.values())) < 2:
+        raise InvalidTaskError(
+            f"label function {function!r} of pool {pool.name!r} gives fewer than 2 labels "
+            f"to classes with >= {min_per_class} reserved images; choose another function.")
+    order = np.concatenate(idx)
+    src = np.asarray(pool.class_names, dtype=object)[pool.labels[order]]
+    y = np.asarray([used[c] for c in src], dtype=str)
+    prov = {"kind": "source", "source_dataset": pool.name, "label_function": function,
+            "label_map": used, "seed": int(seed),
+            "n_per_source_class": {c: int(min(max_per_class, train_res[i].shape[0]))
+                                   for i, c in enumerate(pool.class_names) if c in used}}
+    return Task.from_arrays(pool.images[order], y, name=name or f"{pool.name}/{function}",
+                            provenance=prov)

@@ -56,6 +56,46 @@ def test_own_tasks(pairs: list[tuple[Task, Task]]) -> None:
     assert kb.provenance[0]["evaluation"]["C"] == 1.0
 
 
+def test_reuse_embeddings_takes_known_tasks_and_embeds_the_rest(
+        pairs: list[tuple[Task, Task]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import t2v_automl.building as building
+
+    extra = {"domain": {"method": "domain"}}
+    first = build_knowledge(pairs[:1], ["raw_pixels"], embedder=_small_embedder(),
+                            extra_embeddings=extra)
+    calls: list[str] = []
+    real = building._embed_cached
+
+    def counting(key: dict, task: Task) -> dict:
+        calls.append(task.name)
+        return real(key, task)
+
+    monkeypatch.setattr(building, "_embed_cached", counting)
+    kb = build_knowledge(pairs, ["raw_pixels"], embedder=_small_embedder(),
+                         extra_embeddings=extra, reuse_embeddings=first)
+    assert calls == ["own1", "own1"]  # main and domain sets of the new task only
+    np.testing.assert_array_equal(kb.embeddings[0], first.embeddings[0])
+    np.testing.assert_array_equal(kb.extra_embeddings("domain")[1][0],
+                                  first.extra_embeddings("domain")[1][0])
+    assert kb.embed_time[0] == first.embed_time[0]
+    full = build_knowledge(pairs, ["raw_pixels"], embedder=_small_embedder(),
+                           extra_embeddings=extra)
+    np.testing.assert_array_equal(kb.embeddings, full.embeddings)
+    # other training images under the same name, or another embedder: embedded again
+    calls.clear()
+    tr1 = pairs[1][0]
+    other = [(Task(tr1.images, tr1.labels, tr1.classes, "own0"),
+              Task(pairs[0][1].images, pairs[0][1].labels, tr1.classes, "own0-test"))]
+    build_knowledge(other, ["raw_pixels"], embedder=_small_embedder(),
+                    extra_embeddings={}, reuse_embeddings=first)
+    assert calls == ["own0"]
+    calls.clear()
+    build_knowledge(pairs[:1], ["raw_pixels"],
+                    embedder=_small_embedder().set_params(image_size=40),
+                    extra_embeddings={}, reuse_embeddings=first)
+    assert calls == ["own0"]
+
+
 def test_suite_with_cache_and_cached_only(tmp_path: Path) -> None:
     kw = {"seed": 0, "limit": 2, "embedder": _small_embedder(), "extra_embeddings": {},
           "test_cap": 20}

@@ -74,7 +74,8 @@ def clipart_folder(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------------- registry
 def test_list_pools() -> None:
-    assert list_pools() == ["fashion_mnist", "mnist", "animal_mnist", "digits", "clipart"]
+    assert list_pools() == ["fashion_mnist", "mnist", "animal_mnist", "digits", "clipart",
+                            "emoji", "wesnoth", "oxygen"]
 
 
 def test_unknown_pool_name() -> None:
@@ -235,8 +236,9 @@ def test_clipart_drops_small_category(clipart_folder: Path,
         pool = load_pool("clipart", root=clipart_folder, image_size=16, min_per_category=4,
                          cache=False)
     assert "mixed" not in pool.class_names and pool.n_classes == 3
-    assert "dropping clip-art category 'mixed'" in caplog.text
-    with pytest.raises(DatasetFormatError, match="no clip-art category"):
+    assert "dropping 2 clip-art class(es)" in caplog.text  # tiny (2 files) and mixed
+    assert "mixed (3 readable of 4); tiny (2 images)" in caplog.text
+    with pytest.raises(DatasetFormatError, match="no clip-art class"):
         load_pool("clipart", root=clipart_folder, min_per_category=5, cache=False)
 
 

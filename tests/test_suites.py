@@ -264,3 +264,94 @@ def test_train_per_class_redraws_only_the_training_split():
         make_suite("mini", 0, tasks=["nope"])
     with pytest.raises(InvalidParameterError):
         make_suite("mini", 0, train_per_class=0)
+
+
+# ---------------------------------------------------------------------- v2 (new domains)
+def _new_domains_installed() -> bool:
+    from t2v_automl.datasets import EMOJI_FONT, EMOJI_TEST, OXYGEN_ROOT, WESNOTH_ROOT
+
+    return EMOJI_FONT.is_file() and EMOJI_TEST.is_file() and WESNOTH_ROOT.is_dir() \
+        and OXYGEN_ROOT.is_dir()
+
+
+needs_new_domains = pytest.mark.skipif(not _new_domains_installed(),
+                                       reason="the new domains' Debian packages are missing")
+
+
+@pytest.fixture(scope="module")
+def new_domains() -> list[SuiteTask]:
+    return make_suite("v2", pools=list(suites.NEW_DOMAIN_POOLS))
+
+
+def test_v2_keeps_the_default_tasks_image_for_image() -> None:
+    a = make_suite("default", pools=["digits"])
+    b = make_suite("v2", pools=["digits"])
+    assert [t.name for t in a] == [t.name for t in b]
+    assert [t.train.fingerprint for t in a] == [t.train.fingerprint for t in b]
+    assert [t.test.fingerprint for t in a] == [t.test.fingerprint for t in b]
+    with pytest.raises(UnknownNameError, match="has no pool"):
+        make_suite("default", pools=["emoji"])
+
+
+@needs_new_domains
+def test_v2_new_domain_tasks(new_domains: list[SuiteTask]) -> None:
+    assert len(new_domains) == 59
+    for st in new_domains:
+        _check_task(st)
+        assert st.provenance["suite"] == "v2"
+    kinds = Counter((st.provenance["source_dataset"], st.kind) for st in new_domains)
+    assert kinds == {("emoji", "subset"): 14, ("wesnoth", "subset"): 14,
+                     ("oxygen", "subset"): 11, ("emoji", "relabel"): 8,
+                     ("wesnoth", "relabel"): 6, ("oxygen", "relabel"): 6}
+    pools: dict[str, list[SuiteTask]] = defaultdict(list)
+    for st in new_domains:
+        if st.kind == "relabel":
+            pools[st.provenance["pool"]].append(st)
+    # the label functions of a pool share images; the two pools of a domain do not
+    for tasks in pools.values():
+        assert all(np.array_equal(t.train.images, tasks[0].train.images) for t in tasks)
+    firsts = [ts[0].train.images.tobytes() for ts in pools.values()]
+    assert len(set(firsts)) == len(pools) == 6
+    # Wesnoth: a complete 3 x 3 grid, labelled by race and by pose
+    [race] = [t for t in pools["wesnoth/relabel-a"] if t.provenance["label_function"]
+              == "super-category"]
+    [pose] = [t for t in pools["wesnoth/relabel-a"] if t.provenance["label_function"] == "pose"]
+    assert race.n_classes == pose.n_classes == 3
+    cells = {(r, p) for r, p in zip(race.train.labels, pose.train.labels, strict=True)}
+    assert len(cells) == 9
+    # no image is in a task's training and test split
+    for st in new_domains:
+        tr = {row.tobytes() for row in st.train.images}
+        assert not tr & {row.tobytes() for row in st.test.images}
+
+
+def test_pool_label_function_and_its_errors() -> None:
+    from t2v_automl.datasets import load_pool
+
+    digits = load_pool("digits")
+    assert suites.pool_label_function(digits, "parity")["3"] == "odd"
+    assert suites.pool_label_function(digits, "category")["3"] == "3"
+    with pytest.raises(UnknownNameError, match="no label function 'race'.*parity"):
+        suites.pool_label_function(digits, "race")
+    with pytest.raises(UnknownNameError, match="super-category"):
+        suites.pool_label_function(digits, "super-category")
+
+
+def test_source_task_never_holds_a_suite_test_image() -> None:
+    src = suites.source_task("digits", "digit", max_per_class=60)
+    assert src.provenance["kind"] == "source" and src.n_classes == 10
+    seen = {row.tobytes() for row in src.images}
+    for st in make_suite("default", pools=["digits"]):
+        assert not seen & {row.tobytes() for row in st.test.images}
+    with pytest.raises(InvalidParameterError, match="max_per_class"):
+        suites.source_task("digits", "digit", max_per_class=0)
+
+
+@needs_new_domains
+def test_source_tasks_of_the_new_domains() -> None:
+    pose = suites.source_task("wesnoth", "pose")
+    assert set(pose.classes) >= {"attack", "defend", "die", "idle"}
+    group = suites.source_task("emoji", "super-category")
+    assert "Animals & Nature" in set(group.classes)
+    kind = suites.source_task("oxygen", "kind")
+    assert set(kind.classes) == {"content", "program", "interface"}

@@ -25,6 +25,7 @@ from t2v_automl.exceptions import (
     IncompatibleEmbeddingError,
     InvalidInputTypeError,
     KnowledgeBaseError,
+    UnknownNameError,
 )
 from t2v_automl.knowledge._io import (
     DEFAULT_KNOWLEDGE_FILE,
@@ -583,6 +584,45 @@ class KnowledgeBase:
             provenance=[self._provenance[i] for i in idx],
             extractor_info=self._extractor_info,
             extra_embeddings={k: (m, v[idx]) for k, (m, v) in self._extra.items()})
+
+    def select_extractors(self, names: Sequence[str]) -> KnowledgeBase:
+        """A new base with only some extractor columns (all tasks and embeddings kept).
+
+        Parameters
+        ----------
+        names : sequence of str
+            Extractor names of this base; the new base takes their order.
+
+        Returns
+        -------
+        KnowledgeBase
+            An independent copy.
+
+        Raises
+        ------
+        UnknownNameError
+            A name is not an extractor of this base (the message lists them).
+        KnowledgeBaseError
+            ``names`` is empty or names one extractor twice.
+        """
+        names = [names] if isinstance(names, str) else list(names)
+        missing = [n for n in names if n not in self._extractors]
+        if missing:
+            raise UnknownNameError(
+                f"extractor(s) {missing} are not in this knowledge base; it has "
+                f"{self._extractors}.")
+        if not names or len(set(names)) != len(names):
+            raise KnowledgeBaseError(
+                f"select_extractors needs distinct extractor names, at least one; got {names}.")
+        cols = [self._extractors.index(n) for n in names]
+        return KnowledgeBase(
+            self._meta, task_names=list(self._tasks), embeddings=self._emb.copy(),
+            extractor_names=names, scores=self._scores[:, cols],
+            stderr=self._stderr[:, cols], eval_time=self._eval_time[:, cols],
+            embed_time=self._embed_time.copy(), provenance=copy.deepcopy(self._provenance),
+            extractor_info={n: self._extractor_info[n] for n in names
+                            if n in self._extractor_info},
+            extra_embeddings={k: (m, v.copy()) for k, (m, v) in self._extra.items()})
 
     # ------------------------------------------------------------------ persistence
 
