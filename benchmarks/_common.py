@@ -320,6 +320,23 @@ def top3_hit(y_true: np.ndarray, y_score: np.ndarray, k: int = 3) -> np.ndarray:
     return out
 
 
+def relative_error_increase(regret: np.ndarray, err_opt: np.ndarray, n_boot: int = 2000,
+                            seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """``sum(regret) / sum(optimal error)`` over tasks (Achille et al.'s Table 1 measure:
+    the relative increase of the error over the optimal extractor's) and a percentile
+    bootstrap 95 % CI over tasks. Both in points; the result is a fraction (0.1 = +10 %).
+    """
+    regret, err_opt = np.asarray(regret, float), np.asarray(err_opt, float)
+    if regret.size == 0 or err_opt.sum() <= 0:
+        return float("nan"), (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, regret.size, size=(n_boot, regret.size))
+    with np.errstate(all="ignore"):
+        boots = regret[idx].sum(axis=1) / err_opt[idx].sum(axis=1)
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5])
+    return float(regret.sum() / err_opt.sum()), (float(lo), float(hi))
+
+
 def ranking_metrics(y_true: np.ndarray, y_score: np.ndarray | None, seconds: Any,
                     n_boot: int = 2000, *, tau: np.ndarray | None = None,
                     regret: np.ndarray | None = None, top3: np.ndarray | None = None
@@ -359,10 +376,17 @@ def ranking_metrics(y_true: np.ndarray, y_score: np.ndarray | None, seconds: Any
         hit[has] = top3_hit(Y[has], pred[has])
         times[~has] = np.nan
     ok = np.isfinite(reg)
+    # the paper's Table 1 measure: the chosen extractor's error over the optimal one's,
+    # as a ratio of mean errors over the tasks (a per-task ratio explodes on tasks where
+    # the best extractor makes no error); CI by resampling tasks
+    with np.errstate(all="ignore"):
+        err_opt = 100.0 * (1.0 - np.nanmax(Y, axis=1))
+    rel, rel_ci = relative_error_increase(reg[ok], err_opt[ok], n_boot)
     return {
         "tau": float(np.nanmean(tau)) if np.isfinite(tau).any() else float("nan"),
         "regret": float(np.nanmean(reg)) if ok.any() else float("nan"),
         "regret_ci": bootstrap_ci(reg, n_boot=n_boot),
+        "rel_error_increase": rel, "rel_error_increase_ci": rel_ci,
         "top3": float(np.nanmean(hit)) if np.isfinite(hit).any() else float("nan"),
         "time_s": float(np.nanmean(times)) if np.isfinite(times).any() else float("nan"),
         "n_tasks": int(ok.sum()), "n_tau": int(np.isfinite(tau).sum()),
@@ -660,3 +684,64 @@ def draw_tasks(meta: Sequence[dict[str, Any]], n_subset: int, n_relabel: int,
     source = {m["name"]: m["source_dataset"] for m in meta}
     order = list(dict.fromkeys(m["source_dataset"] for m in meta))
     return sorted(drawn, key=lambda t: order.index(source[t]))
+
+
+# ----------------------------------------------------------------------------- build outputs
+def save_correct(path: Path, rows: Sequence[dict[str, Any]], extractors: Sequence[str],
+                 eval_time: np.ndarray, extract_time: np.ndarray,
+                 build: dict[str, Any]) -> None:
+    """Write the per-task correctness arrays, raw timings and build settings (npz).
+
+    ``rows`` are the per-task rows of a :class:`t2v_automl.building.KnowledgeBuild`
+    (``correct``, ``y_test``, ``scores``, ``stderr``, ``extract_time``, ``fit_time``,
+    ``input_size``, ``name``, ``kind``, ``provenance``, ``n_classes``, ``n_train``), what
+    ``benchmarks/knowledge_report.py`` reads.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for i, r in enumerate(rows):
+        arrays[f"correct_{i}"] = np.packbits(r["correct"], axis=1)
+        arrays[f"y_test_{i}"] = r["y_test"].astype(np.int16)
+    arrays["scores"] = np.stack([r["scores"] for r in rows])
+    arrays["stderr"] = np.stack([r["stderr"] for r in rows])
+    arrays["eval_time"] = np.asarray(eval_time)
+    arrays["extract_time"] = np.asarray(extract_time)
+    arrays["extract_time_raw"] = np.stack([r["extract_time"] for r in rows])
+    arrays["fit_time"] = np.stack([r["fit_time"] for r in rows])
+    arrays["input_size"] = np.stack([r["input_size"] for r in rows])
+    meta = {"task_names": [r["name"] for r in rows], "extractor_names": list(extractors),
+            "n_test": [int(r["y_test"].shape[0]) for r in rows],
+            "kind": [r["kind"] for r in rows],
+            "source_dataset": [r["provenance"].get("source_dataset") for r in rows],
+            "pool": [r["provenance"].get("pool") for r in rows],
+            "label_function": [r["provenance"].get("label_function") for r in rows],
+            "n_classes": [int(r["n_classes"]) for r in rows],
+            "n_train": [int(r["n_train"]) for r in rows],
+            "build": build,
+            "doc": "correct_i: np.packbits(bool (n_extractors, n_test), axis=1); unpack with "
+                   "np.unpackbits(a, axis=1, count=n_test[i]).astype(bool). y_test_i: the "
+                   "test label codes of task i. Times in seconds."}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, path)
+
+
+def load_correct(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read what :func:`save_correct` wrote: its metadata and per-task rows (``correct``,
+    ``y_test``, ``scores``, ``stderr``, ``extract_time``, ``fit_time``, ``input_size``)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["__meta__"].tobytes().decode())
+        rows = []
+        for i, n in enumerate(meta["n_test"]):
+            rows.append({"correct": np.unpackbits(z[f"correct_{i}"], axis=1,
+                                                  count=n).astype(bool),
+                         "y_test": z[f"y_test_{i}"].astype(np.int64),
+                         "scores": z["scores"][i], "stderr": z["stderr"][i],
+                         "extract_time": z["extract_time_raw"][i],
+                         "fit_time": z["fit_time"][i], "input_size": z["input_size"][i],
+                         "eval_time": z["eval_time"][i],
+                         "extract_time_pool": z["extract_time"][i]})
+    return meta, rows

@@ -61,12 +61,14 @@ from threadpoolctl import threadpool_limits
 import t2v_automl
 from t2v_automl.building import (
     EvaluationNotCachedError,
-    KnowledgeBuild,
     build_knowledge_details,
 )
 from t2v_automl.embedding import EmbeddingMeta
 from t2v_automl.extractors import list_extractors
 from t2v_automl.knowledge import DEFAULT_KNOWLEDGE_FILE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_correct  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "t2v_automl" / "data" / DEFAULT_KNOWLEDGE_FILE
@@ -92,39 +94,6 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform()}
-
-
-def save_correct(path: Path, result: KnowledgeBuild, build: dict[str, Any]) -> None:
-    """Write the per-task correctness arrays, raw timings and build settings (npz)."""
-    rows = result.rows
-    arrays: dict[str, np.ndarray] = {}
-    for i, r in enumerate(rows):
-        arrays[f"correct_{i}"] = np.packbits(r["correct"], axis=1)
-        arrays[f"y_test_{i}"] = r["y_test"].astype(np.int16)
-    arrays["scores"] = np.stack([r["scores"] for r in rows])
-    arrays["stderr"] = np.stack([r["stderr"] for r in rows])
-    arrays["eval_time"] = result.eval_time
-    arrays["extract_time"] = result.extract_time
-    arrays["extract_time_raw"] = np.stack([r["extract_time"] for r in rows])
-    arrays["fit_time"] = np.stack([r["fit_time"] for r in rows])
-    arrays["input_size"] = np.stack([r["input_size"] for r in rows])
-    meta = {"task_names": [r["name"] for r in rows], "extractor_names": result.extractors,
-            "n_test": [int(r["y_test"].shape[0]) for r in rows],
-            "kind": [r["kind"] for r in rows],
-            "source_dataset": [r["provenance"].get("source_dataset") for r in rows],
-            "pool": [r["provenance"].get("pool") for r in rows],
-            "label_function": [r["provenance"].get("label_function") for r in rows],
-            "n_classes": [int(r["n_classes"]) for r in rows],
-            "n_train": [int(r["n_train"]) for r in rows],
-            "build": build,
-            "doc": "correct_i: np.packbits(bool (n_extractors, n_test), axis=1); unpack with "
-                   "np.unpackbits(a, axis=1, count=n_test[i]).astype(bool). y_test_i: the "
-                   "test label codes of task i. Times in seconds."}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
 
 
 def previous_build(path: Path) -> dict[str, Any]:
@@ -207,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                   "embedders": {k or "main": {"params": v["params"],
                                               "meta": EmbeddingMeta.to_dict(v["meta"])}
                                 for k, v in result.embeddings.items()}})
-    save_correct(args.correct_out, result, build)
+    save_correct(args.correct_out, result.rows, result.extractors, result.eval_time,
+                 result.extract_time, build)
     log(f"wrote {args.correct_out}; done in {time.perf_counter() - t_start:.0f}s")
     return 0
 

@@ -63,10 +63,16 @@ from t2v_automl.extractors import list_extractors, read_zoo
 from t2v_automl.knowledge import KnowledgeBase
 from t2v_automl.suites import NEW_DOMAIN_POOLS, SuiteTask, make_suite
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_correct, save_correct  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache" / "v2"
 EXPERTS_KB = ROOT / "t2v_automl" / "data" / "knowledge_experts.npz"
 RESULTS = ROOT / "benchmarks" / "results" / "knowledge_v2_build.json"
+V1_CORRECT = ROOT / "benchmarks" / "results" / "knowledge_correct.npz"
+V2_CORRECT = ROOT / "benchmarks" / "results" / "knowledge_v2_correct.npz"
+EXPERTS_CORRECT = ROOT / "benchmarks" / "results" / "knowledge_experts_correct.npz"
 SETTINGS = {"input_size": 64, "C": 1.0, "test_cap": 500}
 #: Subset tasks per v1 source dataset on which the experts are evaluated.
 V1_SUBSETS_PER_SOURCE = 8
@@ -210,7 +216,8 @@ def phase_assemble() -> None:
             if mine[key] != theirs[key]:
                 raise SystemExit(f"{name}: {key} differs from the v1 base's; not merging")
     kb_new = b_new.knowledge
-    generic_new = build(new, BUILTIN, True, None).knowledge
+    generic_new_build = build(new, BUILTIN, True, None)
+    generic_new = generic_new_build.knowledge
     v2 = v1.subset(v1.task_names)
     v2.merge(generic_new)
     (CACHE).mkdir(parents=True, exist_ok=True)
@@ -219,6 +226,7 @@ def phase_assemble() -> None:
     kx.merge(b_old.knowledge, overwrite=True)  # adds the expert columns; provenance of v1
     kx.merge(kb_new)
     kx_path = kx.save(EXPERTS_KB)
+    write_correct(v1, v2, kx, b_old, b_new, generic_new_build)
     log(f"knowledge v2: {len(v2)} tasks x {len(v2.extractor_names)} extractors, "
         f"{v2_path.stat().st_size / 1e3:.0f} kB; experts base: {len(kx)} tasks x "
         f"{len(kx.extractor_names)} extractors, {kx_path.stat().st_size / 1e3:.0f} kB")
@@ -245,6 +253,47 @@ def phase_assemble() -> None:
     }
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def write_correct(v1: KnowledgeBase, v2: KnowledgeBase, kx: KnowledgeBase, b_old: Any,
+                  b_new: Any, b_generic: Any) -> None:
+    """The per-test-image correctness of both bases, for ``knowledge_report.py``."""
+    meta, v1_rows = load_correct(V1_CORRECT)
+    if meta["task_names"] != v1.task_names or meta["extractor_names"] != BUILTIN:
+        raise SystemExit(f"{V1_CORRECT} does not match the v1 base's tasks and extractors")
+    prov = {n: p for n, p in zip(v1.task_names, v1.provenance, strict=True)}
+
+    def v1_row(name: str) -> dict[str, Any]:
+        i = v1.index(name)
+        return {**v1_rows[i], "name": name, "kind": prov[name]["kind"], "provenance": prov[name],
+                "n_classes": len(prov[name]["classes"]), "n_train": prov[name]["n_train"]}
+
+    rows = [v1_row(n) for n in v1.task_names] + list(b_generic.rows)
+    save_correct(V2_CORRECT, rows, BUILTIN,
+                 np.concatenate([[r["eval_time"] for r in v1_rows], b_generic.eval_time]),
+                 np.concatenate([[r["extract_time_pool"] for r in v1_rows],
+                                 b_generic.extract_time]), {"tasks": "v1 + new domains"})
+    assert [r["name"] for r in rows] == v2.task_names
+    merged, ev, ex = [], [], []
+    old_index = {r["name"]: i for i, r in enumerate(b_old.rows)}
+    for name in kx.task_names[:len(b_old.rows)]:
+        a, j = v1_row(name), old_index[name]
+        b = b_old.rows[j]
+        if not np.array_equal(a["y_test"], b["y_test"]):
+            raise SystemExit(f"{name}: the v1 and expert evaluations saw other test labels")
+        merged.append({**a, **{k: np.concatenate([a[k], b[k]]) for k in
+                               ("scores", "stderr", "extract_time", "fit_time",
+                                "input_size")},
+                       "correct": np.vstack([a["correct"], b["correct"]])})
+        ev.append(np.concatenate([a["eval_time"], b_old.eval_time[j]]))
+        ex.append(np.concatenate([a["extract_time_pool"], b_old.extract_time[j]]))
+    rows = merged + list(b_new.rows)
+    ev += list(b_new.eval_time)
+    ex += list(b_new.extract_time)
+    assert [r["name"] for r in rows] == kx.task_names
+    np.testing.assert_array_equal(np.stack([r["scores"] for r in rows]), kx.scores)
+    save_correct(EXPERTS_CORRECT, rows, kx.extractor_names, np.stack(ev), np.stack(ex),
+                 {"tasks": "v1 sample + new domains"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,7 +173,8 @@ PROTOCOL_TITLES = {
 }
 MEASURE_TITLES = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
                   "knn_accuracy": "kNN accuracy"}
-#: The ImageNet default of the paper's Table 1 (see the module docstring).
+#: The ImageNet default of the paper's Table 1 (see the module docstring); ``--imagenet``
+#: names another (``mobilenet_v2``, the experts' own base, for expert selection).
 IMAGENET_DEFAULT = "efficientnet_lite0"
 #: The method the Goal of issue 5 is about: ``HybridSelector.default()`` (the Fisher
 #: embedding, ``ExtractorSelector()`` = nearest/Hellinger, LogME where the task is novel).
@@ -190,6 +191,11 @@ INNER_GRID = ((0.003, 0.1), (0.01, 0.1), (0.03, 0.1))
 
 
 # ----------------------------------------------------------------------------- metrics
+def imagenet_row(name: str = IMAGENET_DEFAULT) -> str:
+    """The name of the ``ImageNet default`` row."""
+    return f"ImageNet default ({name})"
+
+
 def chance_metrics(y_true: np.ndarray, n_perm: int = 200, seed: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expected tau, regret and top-3 hit of a uniformly random ranking, per task.
@@ -484,7 +490,8 @@ def inner_cv_predictor(data: BenchData, known: np.ndarray, test: np.ndarray
     return out[:, :m], data.embed_time["fisher"][test] + out[:, m] + out[:, m + 1] + cv_s
 
 
-def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
+def methods(data: BenchData, inner_cv: bool = True,
+            imagenet: str = IMAGENET_DEFAULT) -> list[Method]:
     """Every method that the data allows, in table order.
 
     Parameters
@@ -492,6 +499,8 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
     data : BenchData
     inner_cv : bool, default=True
         Include the inner-CV variant of the model2vec selector.
+    imagenet : str, default=IMAGENET_DEFAULT
+        The extractor of the ``ImageNet default`` row.
 
     Returns
     -------
@@ -506,8 +515,8 @@ def methods(data: BenchData, inner_cv: bool = True) -> list[Method]:
                ("loto", "lolo")),
         Method("best of same image pool", "reference", by_fold(group_best_predictor("pool")),
                "BestOnAverage on known tasks of the same images", ("lolo",)),
-        Method(f"ImageNet default ({IMAGENET_DEFAULT})", "baseline",
-               table_predictor(lambda: FixedExtractor(name=IMAGENET_DEFAULT)), "fixed"),
+        Method(imagenet_row(imagenet), "baseline",
+               table_predictor(lambda: FixedExtractor(name=imagenet)), "fixed"),
         Method("best on average", "baseline", table_predictor(BestOnAverage),
                "mean known score"),
     ]
@@ -727,11 +736,16 @@ def protocol_table(res: dict[str, Any]) -> str:
     rows = []
     for name, r in res["methods"].items():
         lo, hi = r["regret_ci"]
+        rel = r.get("rel_error_increase", float("nan"))
+        rlo, rhi = r.get("rel_error_increase_ci", (float("nan"), float("nan")))
         rows.append([name, r["group"], r["n_tasks"], f"{r['tau']:.3f}",
-                     f"{r['regret']:.2f} [{lo:.2f}, {hi:.2f}]", f"{r['top3']:.2f}",
+                     f"{r['regret']:.2f} [{lo:.2f}, {hi:.2f}]",
+                     "n/a" if rel is None or not np.isfinite(rel)
+                     else f"{rel:+.1%} [{rlo:+.1%}, {rhi:+.1%}]", f"{r['top3']:.2f}",
                      _fmt_time(r["time_s"]), r["params"]])
     return md_table(["method", "group", "tasks", "weighted tau", "regret, points [95% CI]",
-                     "top-3 hit", "time / new task", "hyper-parameters"], rows)
+                     "error increase over optimal [95% CI]", "top-3 hit", "time / new task",
+                     "hyper-parameters"], rows)
 
 
 #: The paper's Table 1 columns and the rows that fill them here.
@@ -741,17 +755,29 @@ TABLE1 = (("optimal", "optimal (brute force)"), ("chance", "chance"),
           ("Model2Vec", "Fisher: model2vec sym"), ("hybrid (default)", DEFAULT_METHOD))
 
 
-def table1(results: dict[str, Any]) -> str:
+#: Further columns of the Table 1 layout: the baselines the issues compare against.
+TABLE1_EXTRA = (("best on average", "best on average"),
+                ("Hellinger (default selector)", SELECTOR_DEFAULT),
+                ("domain nearest", "domain: nearest ncos"),
+                ("label-stat nearest", "label-stat: nearest ncos"), ("LogME", "LogME"))
+
+
+def table1(results: dict[str, Any], imagenet: str = IMAGENET_DEFAULT,
+           extra: Sequence[tuple[str, str]] = ()) -> str:
     """The paper's Table 1 layout: protocols x (optimal, chance, ImageNet, sym, asym,
-    Model2Vec), each cell ``regret / tau``."""
+    Model2Vec, ...), each cell ``regret / tau / relative error increase``."""
+    cols = [(c, imagenet_row(imagenet) if c == "ImageNet" else n) for c, n in TABLE1]
+    cols += [c for c in extra if c[1] not in {n for _, n in cols}]
     rows = []
     for p, res in results.items():
         cells = []
-        for _, name in TABLE1:
+        for _, name in cols:
             r = res["methods"].get(name)
-            cells.append("n/a" if r is None else f"{r['regret']:.2f} / {r['tau']:.2f}")
+            rel = None if r is None else r.get("rel_error_increase")
+            cells.append("n/a" if r is None else f"{r['regret']:.2f} / {r['tau']:.2f}"
+                         + ("" if rel is None or not np.isfinite(rel) else f" / {rel:+.0%}"))
         rows.append([PROTOCOL_TITLES[p]] + cells)
-    return md_table(["protocol"] + [c for c, _ in TABLE1], rows)
+    return md_table(["protocol"] + [c for c, _ in cols], rows)
 
 
 def goal_check(res: dict[str, Any], n_boot: int = 2000) -> dict[str, Any]:
@@ -833,6 +859,7 @@ def summary_text(results: dict[str, Any], goals: dict[str, Any]) -> str:
 def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
              info: dict[str, Any], discussion: str = "") -> str:
     """The whole results page."""
+    imagenet = info.get("imagenet_default", IMAGENET_DEFAULT)
     out = ["# Extractor selection: protocols, methods, results", "",
            f"Command: `{info['command']}`  ", f"Knowledge base: {info['kb']}  ",
            f"Machine: {info['machine_text']}  ",
@@ -848,11 +875,14 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
         out += ["## Reading", "", discussion.strip(), ""]
     out += ["## Summary (generated from the numbers)", "", summary_text(results, goals), "",
             "## The paper's Table 1 columns (regret in points / weighted tau)", "",
+            "Each cell: regret / weighted tau / relative error increase over the optimal "
+            "extractor (sum of regrets / sum of the optimal errors over the held-out tasks: "
+            "the measure of the paper's Table 1). "
             "sym / asym = nearest known tasks (k=3) by the symmetric / asymmetric Task2Vec "
             "distance; Model2Vec = the paper's learned metric (`strategy=\"model2vec\"`); "
             "hybrid = the default `HybridSelector` (nearest known tasks by the Hellinger "
             "distance, LogME as the task's novelty grows).", "",
-            table1(results), ""]
+            table1(results, imagenet, TABLE1_EXTRA), ""]
     for p, res in results.items():
         out += [f"## {PROTOCOL_TITLES[p]} ({res['n_tasks']} held-out tasks, "
                 f"{len(res['folds'])} folds)", "", protocol_table(res), ""]
@@ -872,7 +902,7 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
                                           "Fisher: nearest sym",
                                           "domain: model2vec ncos", "label-stat: model2vec ncos",
                                           "best on average",
-                                          f"ImageNet default ({IMAGENET_DEFAULT})", "LogME"]),
+                                          imagenet_row(imagenet), "LogME"]),
                     ""]
     return "\n".join(out)
 
@@ -940,7 +970,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefill", action="store_true",
                     help="only fill the transferability cache for the tasks of --suite/--seed "
                          "(no knowledge base needed), then stop")
-    ap.add_argument("--suite", default="default", help="with --prefill")
+    ap.add_argument("--suite", default=None,
+                    help="the suite whose tasks --prefill fills, or the transferability pass "
+                         "rebuilds (default: the base's own, else 'default'; 'v2' holds the "
+                         "tasks of 'default' too)")
+    ap.add_argument("--extractors", default=None, metavar="REGEX",
+                    help="only the base's extractors whose name matches (e.g. the expert "
+                         "zoo: '^expert-|^mobilenet_v2$')")
+    ap.add_argument("--imagenet", default=IMAGENET_DEFAULT,
+                    help="the extractor of the 'ImageNet default' row")
     ap.add_argument("--seed", type=int, default=0, help="with --prefill")
     ap.add_argument("--limit", type=int, default=0, help="with --prefill: first N tasks only")
     args = ap.parse_args(argv)
@@ -950,10 +988,18 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     if args.prefill:
-        prefill(args.suite, args.seed, args.input_size or 64, feature_memory(args.cache_dir),
-                args.limit, log)
+        prefill(args.suite or "default", args.seed, args.input_size or 64,
+                feature_memory(args.cache_dir), args.limit, log)
         return 0
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
+    if args.extractors:
+        import re
+
+        pattern = re.compile(args.extractors)
+        kb = kb.select_extractors([n for n in kb.extractor_names if pattern.search(n)])
+    if args.imagenet not in kb.extractor_names:
+        raise SystemExit(f"--imagenet {args.imagenet!r} is not an extractor of the base "
+                         f"({', '.join(kb.extractor_names)})")
     data = BenchData.from_knowledge(kb)
     if args.render_only:
         import json
@@ -975,18 +1021,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     threadpool_limits(1)  # selection times are CPU seconds of one thread
+    suite = args.suite or str(settings.get("suite", kb.provenance[0].get("suite", "default")
+                                           if len(kb) else "default"))
     if args.lazy_transfer:  # the tasks only: the hybrid rows compute what they need
-        task_inputs(data, str(settings.get("suite", "default")), int(settings.get("seed", 0)),
-                    log)
+        task_inputs(data, suite, int(settings.get("seed", 0)), log)
     elif not args.no_transfer or args.precompute_only:
         size = args.input_size or int(settings.get("input_size", 64))
-        transfer_inputs(data, str(settings.get("suite", "default")),
-                        int(settings.get("seed", 0)), size, feature_memory(args.cache_dir),
-                        log)
+        transfer_inputs(data, suite, int(settings.get("seed", 0)), size,
+                        feature_memory(args.cache_dir), log)
         if args.precompute_only:
             log(f"feature cache filled in {time.perf_counter() - t_start:.0f}s")
             return 0
-    method_list = methods(data, inner_cv=not args.no_inner_cv)
+    method_list = methods(data, inner_cv=not args.no_inner_cv, imagenet=args.imagenet)
     if args.methods:
         import re
 
@@ -1008,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine_text": f"{mach['platform']}, {mach['cpu_count']} CPU cores, "
                             f"torch {mach['torch']} ({mach['torch_threads']} thread), "
                             f"GPU: {mach['cuda'] or 'none'}",
-            "imagenet_default": IMAGENET_DEFAULT, "default_method": DEFAULT_METHOD,
+            "imagenet_default": args.imagenet, "default_method": DEFAULT_METHOD,
             "inner_cv_grid": INNER_GRID}
     discussion = args.discussion.read_text() if args.discussion else ""
     md = markdown(results, goals, data, info, discussion)

@@ -390,7 +390,10 @@ def _evaluate_all(tasks: Iterator[SuiteTask] | list[SuiteTask], names: list[str]
         for i, row in enumerate(rows, start=1):
             _log_row(i, row, names)
         return rows, sum(1 for r in rows if r["computed"])
-    memo = _FeatureMemo(forbid=forbid) if share_features or forbid else None
+    # room for the train and test features of every extractor of one image pool (and a
+    # capped test split): an image pool's later label functions find all of them
+    memo = _FeatureMemo(maxsize=max(40, 4 * len(names)), forbid=forbid) \
+        if share_features or forbid else None
     rows = []
     try:
         if memo is not None:

@@ -268,3 +268,44 @@ def test_build_from_folders_bad_input(folders: Path, tmp_path: Path) -> None:
     _png_class(tmp_path / "mixed" / "test" / "z", 1, 2, 0)
     with pytest.raises(ImageFolderError, match="same class folders"):
         folder_tasks(tmp_path / "mixed")
+
+
+def test_feature_sharing_survives_a_zoo_larger_than_the_instance_cache() -> None:
+    """A build over more extractors than the old instance cache (32) kept loaded shares
+    the features of a relabel pool between its label functions, as with a small zoo."""
+    from collections import Counter
+
+    import torch
+
+    from t2v_automl.extractors import as_extractor, extractor_name, unregister_extractor
+    from t2v_automl.extractors._registry import LOADED_EXTRACTORS_MAX
+    from t2v_automl.suites import make_suite
+
+    calls: Counter[int] = Counter()
+
+    def make(k: int):  # noqa: ANN202
+        def feats(x: torch.Tensor) -> torch.Tensor:
+            calls[k] += 1
+            return x.mean(dim=(2, 3)) * (k + 1)
+        return as_extractor(feats, name=f"tiny-{k}",
+                            preprocessing={"input_size": 8, "resizable": False})
+
+    n = 40
+    assert LOADED_EXTRACTORS_MAX > n
+    specs = [make(k) for k in range(n)]
+    relabel = [st for st in make_suite("mini") if st.kind == "relabel"]
+    assert len(relabel) == 4
+    try:
+        names = [extractor_name(s) for s in specs]  # registers them
+        r = build_knowledge_details(relabel, names, embedder=_small_embedder(),
+                                    extra_embeddings={})
+    finally:
+        for s in specs:
+            try:
+                unregister_extractor(s.name)
+            except UnknownNameError:
+                pass
+    # one call to size the features when loaded, then the pool's arrays once (the
+    # training split in one batch, the test split in two)
+    assert set(calls.values()) == {4}, calls
+    assert r.knowledge.scores.shape == (4, n)

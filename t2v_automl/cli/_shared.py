@@ -28,9 +28,14 @@ NEAREST_HEADERS = ["task", "distance", "source", "best extractor", "its score"]
 
 
 def load_kb(path: str | None) -> KnowledgeBase:
-    """The knowledge base at ``path``, or the shipped one."""
-    from t2v_automl.knowledge import KnowledgeBase
+    """The knowledge base at ``path``, a packaged one by name (``experts``), or the
+    shipped default."""
+    import os
 
+    from t2v_automl.knowledge import PACKAGED_KNOWLEDGE, KnowledgeBase
+
+    if path and path in PACKAGED_KNOWLEDGE and not os.path.exists(path):
+        return KnowledgeBase.named(path)
     return KnowledgeBase.load(path) if path else KnowledgeBase.default()
 
 

@@ -67,8 +67,8 @@ class DemoCommand(Command):
                             help="where the demo task comes from (default: Fashion-MNIST "
                                  "if installed)")
         parser.add_argument("--knowledge", metavar="KB.npz",
-                            help="knowledge base file (default: the one shipped with "
-                                 "t2v-automl)")
+                            help="knowledge base file, or 'experts' for the packaged expert-zoo "
+                                 "base (default: the one shipped with t2v-automl)")
         parser.add_argument("--extractors", metavar="A,B,...",
                             help="the study's extractor choices (default: the installed "
                                  "ones of " + ", ".join(DEMO_EXTRACTORS) + ")")

@@ -52,7 +52,8 @@ class KnowledgeInfoCommand(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", nargs="?", metavar="KB.npz",
-                            help="knowledge base file (default: the shipped one)")
+                            help="knowledge base file, or 'experts' for the packaged "
+                                 "expert-zoo base (default: the shipped one)")
         parser.add_argument("--tasks", action="store_true", help="also list every task")
 
     def run(self, args: argparse.Namespace, con: Console) -> int:

@@ -73,8 +73,8 @@ class SelectCommand(Command):
         d = SELECTOR_DEFAULTS
         parser.add_argument("path", metavar="PATH")
         parser.add_argument("--knowledge", "-k", metavar="KB.npz",
-                            help="knowledge base file (default: the one shipped with "
-                                 "t2v-automl)")
+                            help="knowledge base file, or 'experts' for the packaged expert-zoo "
+                                 "base (default: the one shipped with t2v-automl)")
         parser.add_argument("--strategy", choices=STRATEGY_CHOICES,
                             help="how scores are predicted (default: ExtractorSelector's, "
                                  f"{d['strategy']!r})")

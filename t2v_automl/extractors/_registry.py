@@ -479,7 +479,14 @@ def check_available(name: Any) -> ExtractorSpec:
     return spec
 
 
-@functools.lru_cache(maxsize=32)
+#: Loaded extractor instances kept (per name, registration and device). Above the size
+#: of any zoo a build evaluates at once: an instance evicted in the middle of a build
+#: is loaded again for every task, and the build's feature sharing between the tasks
+#: of one image pool (which wraps the loaded instances) is lost.
+LOADED_EXTRACTORS_MAX = 256
+
+
+@functools.lru_cache(maxsize=LOADED_EXTRACTORS_MAX)
 def _load(name: str, uid: str, device: str) -> Extractor:
     with _LOCK:
         spec = _REGISTRY[name]

@@ -73,7 +73,8 @@ from t2v_automl.exceptions import InvalidInputTypeError, KnowledgeBaseError
 from t2v_automl.knowledge._validate import json_copy
 
 __all__ = [
-    "DEFAULT_KNOWLEDGE_FILE", "EMBEDDINGS_FORMAT", "FORMAT_NAME", "FORMAT_VERSION",
+    "DEFAULT_KNOWLEDGE_FILE", "PACKAGED_KNOWLEDGE", "EMBEDDINGS_FORMAT", "FORMAT_NAME",
+    "FORMAT_VERSION",
     "MATRIX_KEYS", "META_KEY", "STALE_TEMP_AGE", "STALE_TEMP_UNKNOWN_AGE", "atomic_write",
     "check_writable", "checksum", "clean_stale_temps", "decode_knowledge", "default_resource",
     "encode_knowledge", "load_embeddings", "read_file_bytes", "real_target", "refusal",
@@ -86,6 +87,11 @@ FORMAT_NAME = "t2v-automl.knowledge-base"
 FORMAT_VERSION = 1
 #: File name of the knowledge base shipped as package data (``t2v_automl/data/``).
 DEFAULT_KNOWLEDGE_FILE = "knowledge_default.npz"
+#: The knowledge bases shipped in ``t2v_automl/data/``, by the name
+#: :meth:`~t2v_automl.knowledge.KnowledgeBase.named` takes: the default base (13
+#: built-in extractors) and the expert zoo's (the 13 + 22 experts of
+#: :mod:`t2v_automl.experts`, whose weights ``benchmarks/build_knowledge_v2.py`` rebuilds).
+PACKAGED_KNOWLEDGE = {"default": DEFAULT_KNOWLEDGE_FILE, "experts": "knowledge_experts.npz"}
 #: Value of the ``format`` field of an embeddings file (``t2v-automl embed``).
 EMBEDDINGS_FORMAT = "t2v-automl.embeddings"
 #: Version of the embeddings format written here.

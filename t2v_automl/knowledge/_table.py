@@ -29,6 +29,7 @@ from t2v_automl.exceptions import (
 )
 from t2v_automl.knowledge._io import (
     DEFAULT_KNOWLEDGE_FILE,
+    PACKAGED_KNOWLEDGE,
     decode_knowledge,
     default_resource,
     encode_knowledge,
@@ -769,6 +770,51 @@ class KnowledgeBase:
                 f"benchmark scripts and load it with KnowledgeBase.load(path), or reinstall a "
                 f"t2v-automl release that ships it."
             )
+        with importlib.resources.as_file(resource) as p:
+            return cls.load(p, expected_meta=expected_meta)
+
+    @classmethod
+    def named(cls, name: str,
+              expected_meta: EmbeddingMeta | Embedding | None = None) -> KnowledgeBase:
+        """A knowledge base shipped with the package, by name.
+
+        Parameters
+        ----------
+        name : {"default", "experts"}
+            ``"default"``: :meth:`default`. ``"experts"``: the same kind of tasks scored for
+            the 13 built-in extractors *and* the 22 experts of :mod:`t2v_automl.experts`
+            (fine-tuned MobileNetV2s; ``benchmarks/build_knowledge_v2.py`` rebuilds their
+            weights, which choosing among them by embedding does not need).
+        expected_meta : EmbeddingMeta or Embedding, optional
+            As in :meth:`load`.
+
+        Returns
+        -------
+        KnowledgeBase
+
+        Raises
+        ------
+        UnknownNameError
+            Not a packaged base (the message lists them).
+        KnowledgeBaseError
+            This copy of t2v-automl does not ship that base (an older release, or a source
+            checkout without the data): the message says how to get or build it.
+        """
+        if name not in PACKAGED_KNOWLEDGE:
+            raise UnknownNameError(
+                f"no packaged knowledge base {name!r}; the packaged ones are "
+                f"{', '.join(map(repr, PACKAGED_KNOWLEDGE))}. Load your own file with "
+                f"KnowledgeBase.load(path).")
+        if name == "default":
+            return cls.default(expected_meta)
+        resource = importlib.resources.files("t2v_automl").joinpath(
+            "data", PACKAGED_KNOWLEDGE[name])
+        if not resource.is_file():
+            raise KnowledgeBaseError(
+                f"the {name!r} knowledge base ({PACKAGED_KNOWLEDGE[name]!r}) is not installed "
+                f"with this copy of t2v-automl (looked for {str(resource)!r}): it ships from "
+                f"the release that added the expert zoo on. Upgrade t2v-automl, or build it "
+                f"with `python benchmarks/build_knowledge_v2.py` from a source checkout.")
         with importlib.resources.as_file(resource) as p:
             return cls.load(p, expected_meta=expected_meta)
 

@@ -20,6 +20,7 @@ from t2v_automl.exceptions import (
     InvalidInputTypeError,
     KnowledgeBaseError,
     T2VError,
+    UnknownNameError,
 )
 from t2v_automl.knowledge import FORMAT_VERSION, KnowledgeBase
 
@@ -232,6 +233,43 @@ def test_subset() -> None:
         kb.subset(["nope"])
     sub.add("extra-task", vec(9), {"effnet": 0.2})
     assert len(kb) == 3  # independent
+
+
+def test_select_extractors() -> None:
+    kb = filled_base()
+    assert kb.extractor_names == ["effnet", "pixels", "mobilenet"]
+    sel = kb.select_extractors(["mobilenet", "effnet"])
+    assert sel.extractor_names == ["mobilenet", "effnet"]
+    np.testing.assert_array_equal(sel.scores, kb.scores[:, [2, 0]])
+    np.testing.assert_array_equal(sel.stderr, kb.stderr[:, [2, 0]])
+    np.testing.assert_array_equal(sel.eval_time, kb.eval_time[:, [2, 0]])
+    np.testing.assert_array_equal(sel.embeddings, kb.embeddings)
+    assert sel.task_names == kb.task_names and sel.provenance == kb.provenance
+    assert sel.extractor_info == {"effnet": kb.extractor_info["effnet"]}
+    assert sel.extra_names == ["domain"]
+    sel.add("new-task", vec(7), {"effnet": 0.1})
+    assert len(kb) == 3 and kb.extractor_names == ["effnet", "pixels", "mobilenet"]
+    with pytest.raises(UnknownNameError, match=r"\['vit'\] are not in this knowledge base"):
+        kb.select_extractors(["effnet", "vit"])
+    with pytest.raises(KnowledgeBaseError, match="distinct"):
+        kb.select_extractors(["effnet", "effnet"])
+    with pytest.raises(KnowledgeBaseError, match="at least one"):
+        kb.select_extractors([])
+
+
+def test_named_packaged_bases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.resources
+
+    with pytest.raises(UnknownNameError, match="'default', 'experts'"):
+        KnowledgeBase.named("v3")
+    empty = tmp_path / "t2v_automl"
+    (empty / "data").mkdir(parents=True)
+    monkeypatch.setattr(importlib.resources, "files", lambda package: empty)
+    with pytest.raises(KnowledgeBaseError, match="'experts' knowledge base.*not installed.*"
+                                                  "build_knowledge_v2.py"):
+        KnowledgeBase.named("experts")
+    filled_base().save(empty / "data" / knowledge.PACKAGED_KNOWLEDGE["experts"])
+    assert KnowledgeBase.named("experts").task_names == filled_base().task_names
 
 
 def test_merge() -> None:
