@@ -219,14 +219,17 @@ def phase_assemble() -> None:
     generic_new_build = build(new, BUILTIN, True, None)
     generic_new = generic_new_build.knowledge
     v2 = v1.subset(v1.task_names)
-    v2.merge(generic_new)
+    if set(v1.task_names) & set(generic_new.task_names):
+        raise SystemExit("the new domains' task names clash with the v1 base's")
+    # disjoint tasks: the only values both bases hold are the extractors' info dicts,
+    # whose key "probe" the build now calls "linear_head" (same text): take the new one
+    v2.merge(generic_new, overwrite=True)
     (CACHE).mkdir(parents=True, exist_ok=True)
     v2_path = v2.save(CACHE / "knowledge_v2.npz")
     kx = v1.subset(b_old.knowledge.task_names)
     kx.merge(b_old.knowledge, overwrite=True)  # adds the expert columns; provenance of v1
-    kx.merge(kb_new)
+    kx.merge(kb_new, overwrite=True)  # disjoint tasks (checked above); info as above
     kx_path = kx.save(EXPERTS_KB)
-    write_correct(v1, v2, kx, b_old, b_new, generic_new_build)
     log(f"knowledge v2: {len(v2)} tasks x {len(v2.extractor_names)} extractors, "
         f"{v2_path.stat().st_size / 1e3:.0f} kB; experts base: {len(kx)} tasks x "
         f"{len(kx.extractor_names)} extractors, {kx_path.stat().st_size / 1e3:.0f} kB")
@@ -252,13 +255,51 @@ def phase_assemble() -> None:
                                ).stat().st_size,
     }
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    write_correct(v1, v2, kx, b_old, b_new, generic_new_build, report)
     log(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 def write_correct(v1: KnowledgeBase, v2: KnowledgeBase, kx: KnowledgeBase, b_old: Any,
-                  b_new: Any, b_generic: Any) -> None:
+                  b_new: Any, b_generic: Any, report: dict[str, Any]) -> None:
     """The per-test-image correctness of both bases, for ``knowledge_report.py``."""
     meta, v1_rows = load_correct(V1_CORRECT)
+    v1_build = meta["build"]
+    reproduce = ("Reproduce: `python benchmarks/build_knowledge_v2.py` (all phases; see its "
+                 "docstring for the two-process form), then `python "
+                 "benchmarks/knowledge_report.py --correct {correct} --kb {kb} --md {md} "
+                 "--json {json}`.")
+    common = {"settings": {"C": SETTINGS["C"], "input_size": SETTINGS["input_size"],
+                           "test_cap_subset_tasks": SETTINGS["test_cap"]},
+              "machine": report["machine"], "date": report["date"],
+              "t2v_automl": report["t2v_automl"]}
+    v2_build = {**common, "title": "Knowledge base v2: does the choice of extractor matter?",
+                "tasks_text": "suite `'v2'` (seed 0; the 189 of `'default'` and 59 from the "
+                              "three new domains)",
+                "notes": [f"The 189 v1 tasks' scores are the v1 build's "
+                          f"({v1_build.get('date')}); the 59 new tasks' evaluation: "
+                          f"{report['new_tasks_eval_s_sum'] / 60:.0f} min of summed task "
+                          f"time (13 + 22 extractors)."],
+                "evaluation_phase_wall_s": float("nan"), "embedding_phase_wall_s":
+                    report["new_tasks_embed_s_sum"],
+                "reproduce": reproduce.format(correct="benchmarks/results/knowledge_v2_correct.npz",
+                                              kb="benchmarks/.cache/v2/knowledge_v2.npz",
+                                              md="benchmarks/results/knowledge_v2.md",
+                                              json="benchmarks/results/knowledge_v2.json")}
+    x_build = {**common, "title": "The expert knowledge base: does the choice among experts "
+                                  "matter?",
+               "tasks_text": "suite `'v2'` (seed 0: the 59 tasks of the new domains, the 54 "
+                             "relabel tasks and 40 of the subset tasks of `'default'`)",
+               "notes": ["Scores of the 13 built-in extractors on the v1 tasks are the v1 "
+                         "build's; the experts' evaluation on those tasks: "
+                         f"{report['v1_tasks_expert_eval_s_sum'] / 60:.0f} min of summed task "
+                         "time."],
+               "evaluation_phase_wall_s": float("nan"),
+               "embedding_phase_wall_s": report["new_tasks_embed_s_sum"],
+               "reproduce": reproduce.format(
+                   correct="benchmarks/results/knowledge_experts_correct.npz",
+                   kb="t2v_automl/data/knowledge_experts.npz",
+                   md="benchmarks/results/knowledge_experts.md",
+                   json="benchmarks/results/knowledge_experts.json")}
     if meta["task_names"] != v1.task_names or meta["extractor_names"] != BUILTIN:
         raise SystemExit(f"{V1_CORRECT} does not match the v1 base's tasks and extractors")
     prov = {n: p for n, p in zip(v1.task_names, v1.provenance, strict=True)}
@@ -272,7 +313,7 @@ def write_correct(v1: KnowledgeBase, v2: KnowledgeBase, kx: KnowledgeBase, b_old
     save_correct(V2_CORRECT, rows, BUILTIN,
                  np.concatenate([[r["eval_time"] for r in v1_rows], b_generic.eval_time]),
                  np.concatenate([[r["extract_time_pool"] for r in v1_rows],
-                                 b_generic.extract_time]), {"tasks": "v1 + new domains"})
+                                 b_generic.extract_time]), v2_build)
     assert [r["name"] for r in rows] == v2.task_names
     merged, ev, ex = [], [], []
     old_index = {r["name"]: i for i, r in enumerate(b_old.rows)}
@@ -293,7 +334,7 @@ def write_correct(v1: KnowledgeBase, v2: KnowledgeBase, kx: KnowledgeBase, b_old
     assert [r["name"] for r in rows] == kx.task_names
     np.testing.assert_array_equal(np.stack([r["scores"] for r in rows]), kx.scores)
     save_correct(EXPERTS_CORRECT, rows, kx.extractor_names, np.stack(ev), np.stack(ex),
-                 {"tasks": "v1 sample + new domains"})
+                 x_build)
 
 
 def main(argv: list[str] | None = None) -> int:

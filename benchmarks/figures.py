@@ -9,12 +9,16 @@ Writes ``docs/img/similarity.png`` (clustered task-distance matrix with its dend
 embeddings, Fisher vs the domain embedding, coloured by source dataset),
 ``docs/img/regret.png`` and ``docs/img/regret_lolo.png`` (selection regret per method on
 unseen source datasets and on relabelled images, from ``benchmarks/results/selection.json``
-when present). The warm-start curves are drawn by
-``benchmarks/warm_start.py`` itself (``benchmarks/results/warm_start.png``).
+when present) and ``docs/img/regret_experts.png`` (choosing among experts, relabelled
+tasks, leave one task out, from ``benchmarks/results/selection_experts.json``). The
+warm-start curves are drawn by ``benchmarks/warm_start.py`` itself
+(``benchmarks/results/warm_start.png``). ``--kb FILE`` draws the task maps of another
+knowledge base.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -47,9 +51,45 @@ FIGURE_METHODS = {
 }
 
 
+def regret_figure(results: Path, protocol: str, path: Path, title: str,
+                  kinds: tuple[str, ...] | None = None) -> None:
+    """Regret per method of one protocol of a selection results file (``kinds``: only the
+    held-out tasks of these kinds, e.g. ``("relabel",)``)."""
+    if not results.exists():
+        return
+    data = json.loads(results.read_text())
+    res = data.get("protocols", {}).get(protocol, {})
+    methods = res.get("methods", {})
+    keep = None
+    if kinds is not None:
+        keep = np.array([any(f"/{k}" in n for k in kinds) for n in res.get("task_names", [])])
+    names, values, cis = [], [], []
+    for m, label in FIGURE_METHODS.items():
+        r = methods.get(m) or methods.get(m.replace("efficientnet_lite0", data.get(
+            "info", {}).get("imagenet_default", "efficientnet_lite0")))
+        if not r or r.get("regret") is None:
+            continue
+        reg = np.array([np.nan if v is None else v for v in r["per_task"]["regret"]])
+        if keep is not None:
+            reg = reg[keep]
+        if not np.isfinite(reg).any():
+            continue
+        names.append(label)
+        values.append(float(np.nanmean(reg)))
+        cis.append(None if keep is not None else r.get("regret_ci"))
+    order = np.argsort(values)
+    if names:
+        plot_regret([names[i] for i in order], [values[i] for i in order],
+                    [cis[i] for i in order], path=path, title=title, figsize=(9.0, 5.5))
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kb", type=Path, default=None,
+                    help="knowledge base of the task maps (default: the shipped one)")
+    args = ap.parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
-    kb = KnowledgeBase.default()
+    kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
     src = [p.get("source_dataset", "?") for p in kb.provenance]
     kind = [p.get("kind", "?") for p in kb.provenance]
     # similarity: a readable subset, the class-subset tasks, a few per source
@@ -82,6 +122,9 @@ def main() -> None:
                 plot_regret([n for n, _ in rows], [r["regret"] for _, r in rows],
                             [r.get("regret_ci") for _, r in rows], path=IMG / name,
                             title=f"Selection regret, {title}", figsize=(9.0, 5.5))
+    regret_figure(RESULTS / "selection_experts.json", "loto", IMG / "regret_experts.png",
+                  "Choosing among experts: relabelled tasks, leave one task out",
+                  kinds=("relabel",))
     print("wrote", sorted(p.name for p in IMG.glob("*.png")))
 
 

@@ -319,10 +319,12 @@ def to_markdown(r: dict[str, Any]) -> str:
     st = build.get("settings", {})
     oos = r["out_of_sample"]
     lines = [
-        "# The default knowledge base: does the choice of extractor matter?",
+        "# " + build.get("title", "The default knowledge base: does the choice of extractor "
+                                  "matter?"),
         "",
-        f"{r['n_tasks']} tasks of `make_suite({st.get('suite', 'default')!r}, "
-        f"seed={st.get('seed', 0)})` ("
+        f"{r['n_tasks']} tasks of "
+        + build.get("tasks_text", f"`make_suite({st.get('suite', 'default')!r}, "
+                                  f"seed={st.get('seed', 0)})`") + " ("
         + ", ".join(f"{v} {k}" for k, v in r["n_tasks_by_kind"].items()) + "; "
         + ", ".join(f"{s} {n}" for s, n in r["n_tasks_by_source"].items())
         + f") x {r['n_extractors']} extractors. Score = test accuracy of a logistic-regression "
@@ -345,9 +347,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{build.get('embedding_phase_wall_s', float('nan')) / 60:.0f} min."
         + "".join(f" {n}" for n in build.get("notes", [])),
         "",
-        "Reproduce: `python benchmarks/build_knowledge.py && python "
-        "benchmarks/knowledge_report.py` (the build resumes from `benchmarks/.cache/`; "
-        "`--embed-only` re-embeds from cached scores).",
+        build.get("reproduce", "Reproduce: `python benchmarks/build_knowledge.py && python "
+                  "benchmarks/knowledge_report.py` (the build resumes from "
+                  "`benchmarks/.cache/`; `--embed-only` re-embeds from cached scores)."),
         "",
         "## Which extractor is best",
         "",

@@ -808,6 +808,68 @@ def goal_check(res: dict[str, Any], n_boot: int = 2000) -> dict[str, Any]:
     return out
 
 
+#: The reference of :func:`versus_domain`: the label-blind domain embedding.
+DOMAIN_REFERENCE = "domain: nearest ncos"
+
+
+def versus_domain(data: BenchData, res: dict[str, Any], kind: str = "relabel",
+                  n_boot: int = 2000) -> dict[str, Any]:
+    """Each Task2Vec (and label-aware) selector against the domain embedding, paired, on
+    the held-out tasks of one kind (relabelled images: where only the labels differ).
+
+    Returns
+    -------
+    dict
+        method -> ``{n_tasks, regret, domain_regret, regret_diff, regret_diff_ci,
+        rel_error_increase, rel_error_increase_ci}`` (diff = method minus domain: negative =
+        the method chose better); empty when the reference is missing.
+    """
+    from _common import relative_error_increase
+
+    ms = res["methods"]
+    if DOMAIN_REFERENCE not in ms:
+        return {}
+    idx = [data.task_names.index(t) for t in res["task_names"]]
+    keep = np.asarray(data.kind[idx] == kind)
+    Y = data.scores[idx][keep]
+    with np.errstate(all="ignore"):
+        err_opt = 100.0 * (1.0 - np.nanmax(Y, axis=1))
+    ref = ms[DOMAIN_REFERENCE]["per_task"]["regret"][keep]
+    out: dict[str, Any] = {}
+    for name, r in ms.items():
+        if r["group"] not in ("task2vec", "cheap embedding", "hybrid", "transferability",
+                              "baseline") or name == DOMAIN_REFERENCE:
+            continue
+        reg = r["per_task"]["regret"][keep]
+        ok = np.isfinite(reg) & np.isfinite(ref)
+        rel, rel_ci = relative_error_increase(reg[ok], err_opt[ok], n_boot)
+        out[name] = {"n_tasks": int(ok.sum()), "regret": float(np.mean(reg[ok])),
+                     "domain_regret": float(np.mean(ref[ok])),
+                     "regret_diff": float(np.mean(reg[ok] - ref[ok])),
+                     "regret_diff_ci": bootstrap_ci(reg[ok] - ref[ok], n_boot=n_boot),
+                     "rel_error_increase": rel, "rel_error_increase_ci": rel_ci}
+    ref_rel = relative_error_increase(ref[np.isfinite(ref)], err_opt[np.isfinite(ref)], n_boot)
+    out[DOMAIN_REFERENCE] = {"n_tasks": int(np.isfinite(ref).sum()),
+                             "regret": float(np.nanmean(ref)),
+                             "rel_error_increase": ref_rel[0],
+                             "rel_error_increase_ci": ref_rel[1]}
+    return out
+
+
+def versus_domain_table(vs: dict[str, Any]) -> str:
+    """Markdown table of :func:`versus_domain`."""
+    rows = []
+    for name, v in vs.items():
+        lo, hi = v.get("regret_diff_ci", (float("nan"), float("nan")))
+        rlo, rhi = v["rel_error_increase_ci"]
+        rows.append([name, v["n_tasks"], f"{v['regret']:.2f}",
+                     "reference" if name == DOMAIN_REFERENCE
+                     else f"{v['regret_diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]",
+                     f"{v['rel_error_increase']:+.1%} [{rlo:+.1%}, {rhi:+.1%}]"])
+    return md_table(["method", "relabel tasks", "regret", "minus domain embedding [95% CI]",
+                     "error increase over optimal [95% CI]"], rows)
+
+
 def by_source(data: BenchData, res: dict[str, Any], names: Sequence[str]) -> str:
     """Mean regret per held-out source dataset (LOSO) for a few methods."""
     idx = [data.task_names.index(t) for t in res["task_names"]]
@@ -896,6 +958,11 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
                     "negative = default better; tau: positive = default better):", "",
                     md_table(["method", "regret diff [95% CI]", "tau diff [95% CI]"], rows),
                     ""]
+        vs = info.get("versus_domain", {}).get(p)
+        if vs:
+            out += [f"Held-out **relabel** tasks only, each method against *{DOMAIN_REFERENCE}* "
+                    "(the label-blind domain embedding), paired per task (negative = the "
+                    "method chose better):", "", versus_domain_table(vs), ""]
         if p == "loso":
             out += ["Regret per held-out source dataset:", "",
                     by_source(data, res, [DEFAULT_METHOD, SELECTOR_DEFAULT,
@@ -977,6 +1044,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extractors", default=None, metavar="REGEX",
                     help="only the base's extractors whose name matches (e.g. the expert "
                          "zoo: '^expert-|^mobilenet_v2$')")
+    ap.add_argument("--zoo", type=Path, default=None,
+                    help="a zoo file registering the base's own candidates (the experts: "
+                         "benchmarks/.cache/v2/experts/zoo.toml, written by "
+                         "build_knowledge_v2.py); needed for transferability scores")
     ap.add_argument("--imagenet", default=IMAGENET_DEFAULT,
                     help="the extractor of the 'ImageNet default' row")
     ap.add_argument("--seed", type=int, default=0, help="with --prefill")
@@ -991,6 +1062,10 @@ def main(argv: list[str] | None = None) -> int:
         prefill(args.suite or "default", args.seed, args.input_size or 64,
                 feature_memory(args.cache_dir), args.limit, log)
         return 0
+    if args.zoo:
+        from t2v_automl.extractors import read_zoo
+
+        read_zoo(args.zoo)
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.default()
     if args.extractors:
         import re
@@ -1041,9 +1116,11 @@ def main(argv: list[str] | None = None) -> int:
                        if m.group == "reference" or keep.search(m.name)]
     results = {}
     goals = {}
+    vs_domain: dict[str, Any] = {}
     for p in args.protocols.split(","):
         results[p] = run_protocol(data, p, method_list, log=log, n_jobs=args.n_jobs)
         goals[p] = goal_check(results[p])
+        vs_domain[p] = versus_domain(data, results[p])
     cmd = "python benchmarks/selection.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     mach = machine()
@@ -1055,6 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"torch {mach['torch']} ({mach['torch_threads']} thread), "
                             f"GPU: {mach['cuda'] or 'none'}",
             "imagenet_default": args.imagenet, "default_method": DEFAULT_METHOD,
+            "versus_domain": vs_domain,
             "inner_cv_grid": INNER_GRID}
     discussion = args.discussion.read_text() if args.discussion else ""
     md = markdown(results, goals, data, info, discussion)

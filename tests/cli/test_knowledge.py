@@ -76,3 +76,18 @@ def test_knowledge_build_never_touches_benchmarks() -> None:
 
     source = Path(module.__file__).read_text()
     assert "importlib" not in source and "build_knowledge.py" not in source
+
+
+def test_knowledge_info_of_the_packaged_expert_base(cli, tmp_path: Path) -> None:
+    from t2v_automl.knowledge import PACKAGED_KNOWLEDGE
+
+    packaged = Path(__file__).resolve().parents[2] / "t2v_automl" / "data" / \
+        PACKAGED_KNOWLEDGE["experts"]
+    if not packaged.is_file():
+        pytest.skip("this checkout has no packaged expert base")
+    res = cli.run("knowledge", "info", "experts", cwd=tmp_path)
+    cli.ok(res)
+    assert "tasks: 153; extractors: 35" in res.stdout
+    assert "expert-wesnoth-pose" in res.stdout
+    bad = cli.run("knowledge", "info", "expertz", cwd=tmp_path)
+    assert bad.returncode != 0 and "expertz" in bad.stderr
