@@ -171,7 +171,8 @@ PROTOCOL_TITLES = {
     "loso": "Leave one source dataset out",
     "lolo": "Leave one label function out (relabelled tasks)",
 }
-MEASURE_TITLES = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
+MEASURE_TITLES = {"logme": "LogME", "logme_pca": "LogME-PCA", "ncti": "NCTI",
+                  "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
                   "knn_accuracy": "kNN accuracy"}
 #: The ImageNet default of the paper's Table 1 (see the module docstring); ``--imagenet``
 #: names another (``mobilenet_v2``, the experts' own base, for expert selection).
@@ -759,7 +760,8 @@ TABLE1 = (("optimal", "optimal (brute force)"), ("chance", "chance"),
 TABLE1_EXTRA = (("best on average", "best on average"),
                 ("Hellinger (default selector)", SELECTOR_DEFAULT),
                 ("domain nearest", "domain: nearest ncos"),
-                ("label-stat nearest", "label-stat: nearest ncos"), ("LogME", "LogME"))
+                ("label-stat nearest", "label-stat: nearest ncos"), ("LogME", "LogME"),
+                ("LogME-PCA", "LogME-PCA"))
 
 
 def table1(results: dict[str, Any], imagenet: str = IMAGENET_DEFAULT,
