@@ -52,6 +52,19 @@ def digit_tasks(digits):
     return [make_digit_task(digits, c) for c in [(0, 1), (2, 3), (4, 5, 6), (7, 8, 9)]]
 
 
+@pytest.fixture(autouse=True)
+def _clean_registry():
+    """Whatever a test registers (zoo files, experts, checkpoints) is removed after it, so
+    that the built-in zoo is the same for every test whatever ran before."""
+    from t2v_automl.extractors import list_extractors, unregister_extractor
+
+    before = set(list_extractors())
+    yield
+    for name in list_extractors():
+        if name not in before:
+            unregister_extractor(name)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module (``pytestmark = usefixtures("one_torch_thread")``)."""

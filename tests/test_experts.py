@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from t2v_automl.exceptions import InvalidParameterError
 from t2v_automl.experts import (
     ExpertRecipe,
     ExpertTrainingError,
     build_experts,
     train_expert,
 )
-from t2v_automl.exceptions import InvalidParameterError
 from t2v_automl.extractors import get_extractor, read_zoo
 from t2v_automl.extractors._builders import mobilenet_weights_available
 from t2v_automl.suites import source_task

@@ -31,21 +31,10 @@ from t2v_automl.extractors import (
     list_extractors,
     read_zoo,
     register_extractor,
-    unregister_extractor,
 )
 from t2v_automl.tasks import Task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    """Whatever a test registers is removed after it (the built-in zoo stays as it was)."""
-    before = set(list_extractors())
-    yield
-    for name in list_extractors():
-        if name not in before:
-            unregister_extractor(name)
 
 
 @pytest.fixture(scope="module")

@@ -33,15 +33,7 @@ ALL = ["mobilenet_v2", "deepsort_mobilenet_v2", "efficientnet_lite0", "efficient
 KERAS = {"cifar10_cnn", "dog_mobilenet_v2", "fer_emotion"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: with 2 shared cores, 2 threads thrash when another job is busy."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(n: int = 4, size: int = 28, seed: int = 0) -> np.ndarray:
