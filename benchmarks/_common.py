@@ -500,11 +500,10 @@ def cv_rank_scores(estimator: Any, X: Any, data: BenchData, protocol: str
 #: feature computed once serves every benchmark.
 FEATURE_CACHE = Path(__file__).resolve().parent / ".cache" / "features"
 
-#: The transferability measures of the benchmarks, in table order.
-#: The transferability rows of the selection benchmark: LogME, the closest challengers of
-#: the small-task benchmark (issue 16: LogME on 64 principal components, NCTI), and the
-#: classic scores.
-MEASURES = ("logme", "logme_pca", "ncti", "leep", "nce", "h_score", "knn_accuracy")
+#: The transferability rows of the selection benchmark, in table order: LogME, the closest
+#: challenger of the small-task benchmark (issue 16: LogME on 64 principal components),
+#: and the classic scores.
+MEASURES = ("logme", "logme_pca", "leep", "nce", "h_score", "knn_accuracy")
 
 
 def feature_memory(location: Path | str | None = None) -> Any:

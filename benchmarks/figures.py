@@ -10,7 +10,7 @@ embeddings, Fisher vs the domain embedding, coloured by source dataset),
 ``docs/img/regret.png`` and ``docs/img/regret_lolo.png`` (selection regret per method on
 unseen source datasets and on relabelled images, from ``benchmarks/results/selection.json``
 when present) and ``docs/img/regret_experts.png`` (choosing among experts, relabelled
-tasks, leave one task out, from ``benchmarks/results/selection_experts.json``). The
+tasks, leave one label function out, from ``benchmarks/results/selection_experts.json``). The
 warm-start curves are drawn by ``benchmarks/warm_start.py`` itself
 (``benchmarks/results/warm_start.png``). ``--kb FILE`` draws the task maps of another
 knowledge base.
@@ -122,8 +122,8 @@ def main() -> None:
                 plot_regret([n for n, _ in rows], [r["regret"] for _, r in rows],
                             [r.get("regret_ci") for _, r in rows], path=IMG / name,
                             title=f"Selection regret, {title}", figsize=(9.0, 5.5))
-    regret_figure(RESULTS / "selection_experts.json", "loto", IMG / "regret_experts.png",
-                  "Choosing among experts: relabelled tasks, leave one task out",
+    regret_figure(RESULTS / "selection_experts.json", "lolo", IMG / "regret_experts.png",
+                  "Choosing among 22 experts + MobileNetV2: leave one label function out",
                   kinds=("relabel",))
     print("wrote", sorted(p.name for p in IMG.glob("*.png")))
 

@@ -171,9 +171,8 @@ PROTOCOL_TITLES = {
     "loso": "Leave one source dataset out",
     "lolo": "Leave one label function out (relabelled tasks)",
 }
-MEASURE_TITLES = {"logme": "LogME", "logme_pca": "LogME-PCA", "ncti": "NCTI",
-                  "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
-                  "knn_accuracy": "kNN accuracy"}
+MEASURE_TITLES = {"logme": "LogME", "logme_pca": "LogME-PCA", "leep": "LEEP", "nce": "NCE",
+                  "h_score": "H-score", "knn_accuracy": "kNN accuracy"}
 #: The ImageNet default of the paper's Table 1 (see the module docstring); ``--imagenet``
 #: names another (``mobilenet_v2``, the experts' own base, for expert selection).
 IMAGENET_DEFAULT = "efficientnet_lite0"
