@@ -37,6 +37,7 @@ FIGURE_METHODS = {
     "hybrid: Fisher nearest hellinger + LogME (default)": "HybridSelector (default)",
     "Fisher: nearest hellinger (ExtractorSelector default)": "ExtractorSelector()",
     "Fisher: nearest sym": "Fisher, nearest sym",
+    "Fisher: nearest asym": "Fisher, nearest asym",
     "Fisher: model2vec sym": "Fisher, Model2Vec",
     "domain: nearest ncos": "domain emb., nearest",
     "label-stat: nearest ncos": "label-stat, nearest",
@@ -76,11 +77,13 @@ def regret_figure(results: Path, protocol: str, path: Path, title: str,
             continue
         names.append(label)
         values.append(float(np.nanmean(reg)))
-        cis.append(None if keep is not None else r.get("regret_ci"))
+        # the bootstrap CI is of all held-out tasks: drawn only when none was left out
+        cis.append(r.get("regret_ci") if keep is None or keep.all() else None)
     order = np.argsort(values)
     if names:
+        drawn = None if any(c is None for c in cis) else [cis[i] for i in order]
         plot_regret([names[i] for i in order], [values[i] for i in order],
-                    [cis[i] for i in order], path=path, title=title, figsize=(9.0, 5.5))
+                    drawn, path=path, title=title, figsize=(9.0, 5.5))
 
 
 def main() -> None:
