@@ -857,6 +857,57 @@ def versus_domain(data: BenchData, res: dict[str, Any], kind: str = "relabel",
     return out
 
 
+def versus_run(results: dict[str, Any], other: Path, n_boot: int = 2000) -> dict[str, Any]:
+    """This run against another results file, paired on the held-out tasks both hold.
+
+    For knowledge bases that grow (v2 holds v1's tasks and more): does knowing more tasks
+    help on the tasks both runs held out? Same protocol, same method name, same task name.
+
+    Returns
+    -------
+    dict
+        ``{"file", "protocols": {protocol: {method: {n_tasks, regret, other_regret,
+        regret_diff, regret_diff_ci}}}}`` (diff = this run minus the other: negative = this
+        run chose better); protocols or methods absent from either side are left out.
+    """
+    import json
+
+    saved = _from_json(json.loads(Path(other).read_text())["protocols"])
+    out: dict[str, Any] = {"file": str(other), "protocols": {}}
+    for p, res in results.items():
+        if p not in saved:
+            continue
+        pos = {t: i for i, t in enumerate(saved[p]["task_names"])}
+        common = [(i, pos[t]) for i, t in enumerate(res["task_names"]) if t in pos]
+        if not common:
+            continue
+        mine, theirs = (np.array(c) for c in zip(*common, strict=True))
+        rows: dict[str, Any] = {}
+        for name, r in res["methods"].items():
+            o = saved[p]["methods"].get(name)
+            if o is None or r["group"] == "reference":
+                continue
+            a = np.asarray(r["per_task"]["regret"], dtype=float)[mine]
+            b = np.asarray(o["per_task"]["regret"], dtype=float)[theirs]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if ok.any():
+                rows[name] = {"n_tasks": int(ok.sum()), "regret": float(a[ok].mean()),
+                              "other_regret": float(b[ok].mean()),
+                              "regret_diff": float((a[ok] - b[ok]).mean()),
+                              "regret_diff_ci": bootstrap_ci(a[ok] - b[ok], n_boot=n_boot)}
+        out["protocols"][p] = rows
+    return out
+
+
+def versus_run_table(rows: dict[str, Any]) -> str:
+    """Markdown table of one protocol of :func:`versus_run`."""
+    return md_table(["method", "common tasks", "this run", "other run",
+                     "this minus other [95% CI]"],
+                    [[k, v["n_tasks"], f"{v['regret']:.2f}", f"{v['other_regret']:.2f}",
+                      f"{v['regret_diff']:+.2f} [{v['regret_diff_ci'][0]:+.2f}, "
+                      f"{v['regret_diff_ci'][1]:+.2f}]"] for k, v in rows.items()])
+
+
 def versus_domain_table(vs: dict[str, Any]) -> str:
     """Markdown table of :func:`versus_domain`."""
     rows = []
@@ -964,6 +1015,11 @@ def markdown(results: dict[str, Any], goals: dict[str, Any], data: BenchData,
             out += [f"Held-out **relabel** tasks only, each method against *{DOMAIN_REFERENCE}* "
                     "(the label-blind domain embedding), paired per task (negative = the "
                     "method chose better):", "", versus_domain_table(vs), ""]
+        cmp_rows = info.get("compare", {}).get("protocols", {}).get(p)
+        if cmp_rows:
+            out += [f"Against `{info['compare']['file']}` on the held-out tasks both runs "
+                    "hold (same protocol, paired per task; negative = this run chose "
+                    "better):", "", versus_run_table(cmp_rows), ""]
         if p == "loso":
             out += ["Regret per held-out source dataset:", "",
                     by_source(data, res, [DEFAULT_METHOD, SELECTOR_DEFAULT,
@@ -1051,6 +1107,9 @@ def main(argv: list[str] | None = None) -> int:
                          "build_knowledge_v2.py); needed for transferability scores")
     ap.add_argument("--imagenet", default=IMAGENET_DEFAULT,
                     help="the extractor of the 'ImageNet default' row")
+    ap.add_argument("--compare", type=Path, default=None, metavar="JSON",
+                    help="another selection results file: add a paired table on the "
+                         "held-out tasks both runs hold (works with --render-only)")
     ap.add_argument("--seed", type=int, default=0, help="with --prefill")
     ap.add_argument("--limit", type=int, default=0, help="with --prefill: first N tasks only")
     args = ap.parse_args(argv)
@@ -1084,6 +1143,9 @@ def main(argv: list[str] | None = None) -> int:
 
         saved = json.loads((RESULTS / f"{args.name}.json").read_text())
         results, goals = _from_json(saved["protocols"]), _from_json(saved["goal"])
+        if args.compare:
+            saved["info"]["compare"] = versus_run(results, args.compare)
+            saved["info"]["command"] += f"; re-rendered with --compare {args.compare}"
         discussion = args.discussion.read_text() if args.discussion else ""
         write_results(args.name, saved, markdown(results, goals, data, saved["info"],
                                                  discussion))
@@ -1135,6 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
             "imagenet_default": args.imagenet, "default_method": DEFAULT_METHOD,
             "versus_domain": vs_domain,
             "inner_cv_grid": INNER_GRID}
+    if args.compare:
+        info["compare"] = versus_run(results, args.compare)
     discussion = args.discussion.read_text() if args.discussion else ""
     md = markdown(results, goals, data, info, discussion)
     write_results(args.name, _to_json(results, goals, info), md)

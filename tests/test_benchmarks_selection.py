@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -257,7 +258,7 @@ def test_rank_scores_ranks_unmeasured_extractors_last(common: ModuleType) -> Non
     assert (out[:, 3:] >= 0).all()
 
 
-def test_run_protocols(sel: ModuleType, kb: KnowledgeBase) -> None:
+def test_run_protocols(sel: ModuleType, kb: KnowledgeBase, tmp_path: Path) -> None:
     data = _with_transfer(sel, kb)
     data.transfer["logme"][0][0] = np.nan  # a task without scores is left out of the row
     ms = sel.methods(data)
@@ -311,6 +312,22 @@ def test_run_protocols(sel: ModuleType, kb: KnowledgeBase) -> None:
     assert "A note." in md and "Paired differences" in md and "Table 1" in md
     js = sel._to_json(results, goals, info)
     assert js["protocols"]["loso"]["methods"]["chance"]["n_tasks"] == 18
+    # --compare: paired against another results file on the tasks both hold
+    other = js["protocols"]["loso"]
+    other["task_names"], other["methods"] = other["task_names"][1:], {
+        k: v for k, v in other["methods"].items() if k == sel.DEFAULT_METHOD}
+    per_task = other["methods"][sel.DEFAULT_METHOD]["per_task"]["regret"]
+    per_task[:] = [r + 1.0 for r in per_task[1:]]  # one task fewer, each 1 point worse
+    del js["protocols"]["lolo"]
+    (tmp_path / "other.json").write_text(json.dumps(js))
+    vs_run = sel.versus_run(results, tmp_path / "other.json", n_boot=200)
+    assert set(vs_run["protocols"]) == {"loto", "loso"}
+    row = vs_run["protocols"]["loso"][sel.DEFAULT_METHOD]
+    assert list(vs_run["protocols"]["loso"]) == [sel.DEFAULT_METHOD]
+    assert row["n_tasks"] == 17 and row["regret_diff"] == pytest.approx(-1.0, abs=1e-3)
+    assert row["regret_diff_ci"][1] <= -0.99
+    md = sel.markdown(results, goals, data, {**info, "compare": vs_run}, "")
+    assert "on the held-out tasks both runs hold" in md
 
 
 def test_parallel_matches_serial(sel: ModuleType, kb: KnowledgeBase) -> None:
