@@ -46,6 +46,7 @@ import os
 import re
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -552,7 +553,11 @@ _HEAD_NAMES = frozenset({"global_pool", "avgpool", "head", "fc", "classifier", "
                          "fc_norm", "attn_pool", "pre_logits", "flatten", "head_dist"})
 #: Children whose elements are the network's blocks, one stage each.
 _BLOCK_LISTS = re.compile(r"blocks|stages|layers|features|layer\d+")
-_MODULE_PROBES: OrderedDict[tuple[int, str, str], Probe] = OrderedDict()
+#: Probes made of module objects: ``(id, state digest, device) -> (weak reference to the
+#: module, probe)``. The weak reference tells a live module from a new one that reuses a
+#: freed module's id (same state, another class: a wrong probe otherwise).
+_MODULE_PROBES: OrderedDict[tuple[int, str, str], tuple[weakref.ref[nn.Module], Probe]] = \
+    OrderedDict()
 _MODULE_LOCK = threading.Lock()
 
 
@@ -725,9 +730,11 @@ def _module_probe(module: nn.Module, device: str) -> Probe:
     digest = state_sha256(module)
     key = (id(module), digest, device)
     with _MODULE_LOCK:
-        if key in _MODULE_PROBES:
+        hit = _MODULE_PROBES.get(key)
+        if hit is not None and hit[0]() is module:
             _MODULE_PROBES.move_to_end(key)
-            return _MODULE_PROBES[key]
+            return hit[1]
+        _MODULE_PROBES.pop(key, None)  # a freed module's id, reused by another object
     network = copy.deepcopy(module).eval().requires_grad_(False).to(device)
     classifier = None
     if callable(getattr(network, "get_classifier", None)):
@@ -740,7 +747,7 @@ def _module_probe(module: nn.Module, device: str) -> Probe:
                       digest=digest, weights_path=None, pretrained=False, device=device,
                       **_module_preprocessing(network))
     with _MODULE_LOCK:
-        _MODULE_PROBES[key] = probe
+        _MODULE_PROBES[key] = (weakref.ref(module), probe)
         while len(_MODULE_PROBES) > 8:
             _MODULE_PROBES.popitem(last=False)
     return probe

@@ -303,6 +303,30 @@ def test_any_other_module_is_one_stage_of_features():
         get_probe(NaNs())
 
 
+def test_a_new_module_at_a_freed_modules_address_gets_its_own_probe(monkeypatch):
+    """The module cache is keyed by id and state: an object that reuses the id of a freed
+    module with the same state (another class) must not get the freed one's probe."""
+
+    class One(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    class Two(One):
+        def forward(self, x):
+            return -self.conv(x).mean((2, 3))
+
+    # every object at one address: what CPython does when a freed module's memory is reused
+    monkeypatch.setattr(probes, "id", lambda obj: 12345, raising=False)
+    one, two = _seeded(One), _seeded(Two)
+    assert get_probe(one).name == "module:One"
+    assert get_probe(two).name == "module:Two"
+    assert get_probe(two) is get_probe(two)  # the same live object: cached
+
+
 def test_scheme_names_are_probes(tmp_path):
     import timm
     from torchvision.models import resnet18
