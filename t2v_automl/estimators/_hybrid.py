@@ -288,7 +288,10 @@ class HybridSelector(SelectorMixin, RegressorMixin, BaseEstimator):
         missing = [n for n in self.extractor_names_ if n not in usable]
         if missing:
             logger.warning("extractor(s) %s are not installed: they get no transferability "
-                           "score (ranked last on novel tasks)", missing)
+                           "score (ranked last on novel tasks). Install or register them "
+                           "first: a zoo file with t2v_automl.extractors.read_zoo(path); the "
+                           "experts of the 'experts' base with t2v_automl.experts."
+                           "build_experts(out_dir), then read_zoo(out_dir / 'zoo.toml').", missing)
         params: dict[str, Any] = {"extractors": usable}
         if input_size is not None and base.get_params()["input_size"] is None:
             params["input_size"] = int(input_size)

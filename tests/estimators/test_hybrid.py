@@ -94,6 +94,16 @@ def test_hybrid_follows_the_gate(known, digits):
     assert np.array_equal(again.predict_scores(new), far.predict_scores(new))
 
 
+def test_an_uninstalled_candidate_is_named_with_the_fix(known, caplog):
+    tasks, Y = known
+    Y = Y.assign(**{"expert-not-built": Y["raw_pixels"] - 0.01})
+    with caplog.at_level("WARNING", logger="t2v_automl"):
+        fitted = _hybrid().fit(tasks, Y)
+    assert "['expert-not-built'] are not installed" in caplog.text
+    assert "read_zoo(path)" in caplog.text and "build_experts(out_dir)" in caplog.text
+    assert fitted.transferability_.get_params()["extractors"] == NAMES
+
+
 def test_hybrid_bad_input(known):
     tasks, Y = known
     with pytest.raises(InvalidInputTypeError, match="single task"):
