@@ -35,12 +35,29 @@ from sklearn.base import BaseEstimator, clone
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def log(msg: str) -> None:
+    """Print a timestamped line (long runs are meant to go under nohup)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import torch
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),

@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -68,32 +66,12 @@ from t2v_automl.extractors import list_extractors
 from t2v_automl.knowledge import DEFAULT_KNOWLEDGE_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save_correct  # noqa: E402
+from _common import log, machine, save_correct  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "t2v_automl" / "data" / DEFAULT_KNOWLEDGE_FILE
 DEFAULT_CORRECT = ROOT / "benchmarks" / "results" / "knowledge_correct.npz"
 DEFAULT_CACHE = ROOT / "benchmarks" / ".cache"
-
-
-def log(msg: str) -> None:
-    """Print a timestamped line (the build is meant to run under nohup)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    """Where the figures come from."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}
 
 
 def previous_build(path: Path) -> dict[str, Any]:

@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -64,7 +62,7 @@ from t2v_automl.knowledge import KnowledgeBase
 from t2v_automl.suites import NEW_DOMAIN_POOLS, SuiteTask, make_suite
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_correct, save_correct  # noqa: E402
+from _common import load_correct, log, machine, save_correct  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache" / "v2"
@@ -77,24 +75,6 @@ SETTINGS = {"input_size": 64, "C": 1.0, "test_cap": 500}
 #: Subset tasks per v1 source dataset on which the experts are evaluated.
 V1_SUBSETS_PER_SOURCE = 8
 BUILTIN = [n for n in list_extractors(available_only=True)]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(),
-            "torch": torch.__version__}
 
 
 def part_of(spec: str) -> tuple[int, int]:

@@ -335,8 +335,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{r['n_test_range'][0]}-{r['n_test_range'][1]}; median standard error of a score "
         f"{r['median_stderr_points']:.1f} points.",
         "",
-        f"Machine: {mach.get('cpu', '?')}, {mach.get('logical_cpus', '?')} logical CPUs shared "
-        f"with other work, no GPU (CUDA available: {mach.get('cuda')}); one thread "
+        f"Machine: {mach.get('cpu', '?')}, "
+        f"{mach.get('logical_cpus', mach.get('cpu_count', '?'))} logical CPUs shared "
+        f"with other work, GPU: {mach.get('cuda') or 'none'}; one thread "
         f"(torch {mach.get('torch', '?')}, Python {mach.get('python', '?')}). Built "
         f"{build.get('date', '?')} with t2v-automl {build.get('t2v_automl', '?')}.",
         "",

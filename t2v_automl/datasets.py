@@ -38,7 +38,6 @@ import importlib.util
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from t2v_automl._files import replace_atomically
 from t2v_automl._logging import logger, progress
 from t2v_automl.exceptions import (
     DatasetFormatError,
@@ -406,21 +406,7 @@ def cache_key(settings: Sequence[Any], files: Iterable[tuple[str, Path]]) -> str
 
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (.npz) so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_atomically(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def _examples(items: Sequence[str], k: int = 5) -> str:

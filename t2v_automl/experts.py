@@ -32,7 +32,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from t2v_automl._files import replace_atomically
 from t2v_automl._logging import logger, progress
 from t2v_automl._validation import check_int
 from t2v_automl._weights import state_sha256
@@ -333,21 +333,6 @@ class ExpertsBuild:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def _atomic_write(path: Path, write: Any, mode: str = "wb") -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a TOML basic string
 
@@ -420,13 +405,14 @@ def build_experts(out_dir: str | os.PathLike[str],
                 built.dropped[name] = str(exc)
                 continue
             state = res.network.state_dict()
-            _atomic_write(ckpt, lambda fh, s=state: torch.save(s, fh))
+            replace_atomically(ckpt, lambda fh, s=state: torch.save(s, fh))
             record = {"settings": want, "name": name, "checkpoint": ckpt.name,
                       "sha256": state_sha256(res.network), "seconds": round(res.seconds, 2),
                       "train_accuracy": res.train_accuracy, "losses": res.losses,
                       "attempts": res.attempts, "lr": res.lr, "n_images": res.n_images,
                       "classes": res.classes, "torch_threads": torch.get_num_threads()}
-            _atomic_write(rec_path, lambda fh, r=record: json.dump(r, fh, indent=1), "w")
+            text = json.dumps(record, indent=1).encode()
+            replace_atomically(rec_path, lambda fh, t=text: fh.write(t))
             record = {**record, "cached": False}
             logger.info("expert %s: %d images, %d classes, %.0f s, train accuracy %.3f",
                         name, res.n_images, len(res.classes), res.seconds,
@@ -442,7 +428,7 @@ def build_experts(out_dir: str | os.PathLike[str],
                   f"checkpoint = {_toml_str(rec['checkpoint'])}",
                   f"trained_on = {_toml_str(_trained_on(recipe, rec))}",
                   f"description = {_toml_str('sha256 ' + rec['sha256'])}", ""]
-    _atomic_write(built.zoo_file, lambda fh: fh.write("\n".join(lines)), "w")
+    replace_atomically(built.zoo_file, lambda fh: fh.write("\n".join(lines).encode()))
     return built
 
 

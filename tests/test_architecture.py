@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Layer of each top-level module or subpackage of ``t2v_automl`` (lower = more basic).
 LAYERS: dict[str, int] = {
-    "exceptions": 0, "_logging": 0, "_parallel": 0, "_validation": 0, "_weights": 0,
+    "exceptions": 0, "_files": 0, "_logging": 0, "_parallel": 0, "_validation": 0, "_weights": 0,
     "embedding": 0,
     "tasks": 1, "images": 1, "distances": 1, "metrics": 1, "probes": 1,
     "transfer_scores": 1, "models": 1,
