@@ -13,7 +13,6 @@ import importlib.resources
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +27,7 @@ from t2v_automl.exceptions import (
     UnknownNameError,
 )
 from t2v_automl.knowledge._io import (
-    DEFAULT_KNOWLEDGE_FILE,
-    PACKAGED_KNOWLEDGE,
     decode_knowledge,
-    default_resource,
     encode_knowledge,
     read_file_bytes,
     real_target,
@@ -39,6 +35,7 @@ from t2v_automl.knowledge._io import (
     write_npz,
 )
 from t2v_automl.knowledge._lock import exclusive_lock
+from t2v_automl.knowledge._packaged import packaged_file
 from t2v_automl.knowledge._validate import (
     EmbeddingLike,
     Row,
@@ -59,21 +56,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["KnowledgeBase"]
-
-
-def _packaged_resource() -> Traversable:
-    """The packaged default file, looked up on the package at call time.
-
-    Tests replace ``t2v_automl.knowledge.default_resource`` (or its former name
-    ``_default_resource``) to point :meth:`KnowledgeBase.default` elsewhere.
-    """
-    import t2v_automl.knowledge as package
-
-    legacy = getattr(package, "_default_resource", default_resource)
-    if legacy is not default_resource:
-        return legacy()
-    return package.default_resource()
-
 
 
 class KnowledgeBase:
@@ -762,16 +744,7 @@ class KnowledgeBase:
         KnowledgeBaseError
             The packaged file is not there (or is damaged).
         """
-        resource = _packaged_resource()
-        if not resource.is_file():
-            raise KnowledgeBaseError(
-                f"the default knowledge base {DEFAULT_KNOWLEDGE_FILE!r} is not installed with "
-                f"this copy of t2v-automl (looked for {str(resource)!r}). Build one with the "
-                f"benchmark scripts and load it with KnowledgeBase.load(path), or reinstall a "
-                f"t2v-automl release that ships it."
-            )
-        with importlib.resources.as_file(resource) as p:
-            return cls.load(p, expected_meta=expected_meta)
+        return cls.named("default", expected_meta)
 
     @classmethod
     def named(cls, name: str,
@@ -800,22 +773,7 @@ class KnowledgeBase:
             This copy of t2v-automl does not ship that base (an older release, or a source
             checkout without the data): the message says how to get or build it.
         """
-        if name not in PACKAGED_KNOWLEDGE:
-            raise UnknownNameError(
-                f"no packaged knowledge base {name!r}; the packaged ones are "
-                f"{', '.join(map(repr, PACKAGED_KNOWLEDGE))}. Load your own file with "
-                f"KnowledgeBase.load(path).")
-        if name == "default":
-            return cls.default(expected_meta)
-        resource = importlib.resources.files("t2v_automl").joinpath(
-            "data", PACKAGED_KNOWLEDGE[name])
-        if not resource.is_file():
-            raise KnowledgeBaseError(
-                f"the {name!r} knowledge base ({PACKAGED_KNOWLEDGE[name]!r}) is not installed "
-                f"with this copy of t2v-automl (looked for {str(resource)!r}): it ships from "
-                f"the release that added the expert zoo on. Upgrade t2v-automl, or build it "
-                f"with `python benchmarks/build_knowledge_v2.py` from a source checkout.")
-        with importlib.resources.as_file(resource) as p:
+        with importlib.resources.as_file(packaged_file(name)) as p:
             return cls.load(p, expected_meta=expected_meta)
 
     @classmethod
